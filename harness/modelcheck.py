@@ -1,0 +1,38 @@
+"""Run inside a role environment (`python -m harness.modelcheck ...`): load an MLflow model with
+that environment's own mlflow and report its predictions, so the endpoint can be compared with
+the registered model itself. Needs only mlflow and pandas (both in every model-bearing role)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.modelcheck")
+    parser.add_argument("--model-uri", required=True)
+    parser.add_argument("--input", required=True, help="JSON of a DataFrame, orient=split")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+
+    import mlflow
+    import pandas as pd
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = mlflow.pyfunc.load_model(args.model_uri)
+        with open(args.input) as fh:
+            frame = pd.read_json(fh, orient="split")
+        predictions = model.predict(frame)
+    values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+    with open(args.output, "w") as fh:
+        json.dump({"predictions": values, "mlflow": mlflow.__version__,
+                   "warnings": [str(w.message)[:500] for w in caught]}, fh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""seamcheck's pytest plugin (registered by the `pytest11` entry point): options that also read
+environment variables, markers, eager validation of what was asked for, the run's report and
+JUnit XML under reports/<run-id>/, and SIGTERM handled like Ctrl-C so fixtures always tear down.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config import PROFILES, StackConfig
+from harness.matrix import DEFAULT_MATRIX_PATH, MatrixError, load_matrix
+from harness.report.checks import CheckRecord, CheckRecorder
+from harness.report.summary import RunReport, new_run_id
+
+__all__ = ["REPORT_KEY", "STACK_CONFIG_KEY", "MATRIX_KEY"]
+
+STACK_CONFIG_KEY = pytest.StashKey[StackConfig]()
+REPORT_KEY = pytest.StashKey[RunReport]()
+MATRIX_KEY = pytest.StashKey[Any]()
+
+MARKERS = {
+    "conformance": "the seams of train -> register -> serve, end to end on the chosen profile",
+    "canary": "canary judgement under Locust load (promote / rollback / inconclusive)",
+    "chaos": "documented failure scenarios, as Chaos Toolkit experiments",
+    "matrix": "pre-upgrade version-matrix validation across rows of harness/matrix.toml",
+    "gpu": "needs a GPU (the training step's accelerator request really satisfied)",
+    "slow": "slow: nightly target rather than every CI run",
+    "stack": "needs the stack of the chosen profile (started once per session)",
+}
+
+# option dest -> (flag, env var, default, help)
+_OPTIONS: list[tuple[str, str, str, Any, str]] = [
+    ("seamcheck_profile", "--profile", "SEAMCHECK_PROFILE", "local", f"how the stack is stood up: {', '.join(PROFILES)}"),
+    ("seamcheck_matrix_row", "--matrix-row", "SEAMCHECK_MATRIX_ROW", None, "matrix row (default: the file's default_row)"),
+    ("seamcheck_matrix_file", "--matrix-file", "SEAMCHECK_MATRIX_FILE", str(DEFAULT_MATRIX_PATH), "the version matrix file"),
+    ("seamcheck_reports_dir", "--reports-dir", "SEAMCHECK_REPORTS_DIR", "reports", "where reports/<run-id>/ go"),
+    ("seamcheck_artifact_store", "--artifact-store", "SEAMCHECK_ARTIFACT_STORE", "s3", "local profile: s3 (moto server) or files"),
+    ("seamcheck_env_cache", "--env-cache", "SEAMCHECK_ENV_CACHE", None, "where role environments are cached (default ~/.cache/seamcheck/envs)"),
+    ("seamcheck_namespace", "--namespace", "SEAMCHECK_NAMESPACE", "model-serving", "serving namespace"),
+]
+_PORTS = {
+    "mlflow": ("--mlflow-port", "SEAMCHECK_MLFLOW_PORT"),
+    "s3": ("--s3-port", "SEAMCHECK_S3_PORT"),
+    "prometheus": ("--prometheus-port", "SEAMCHECK_PROMETHEUS_PORT"),
+    "proxy": ("--proxy-port", "SEAMCHECK_PROXY_PORT"),
+    "proxy_metrics": ("--proxy-metrics-port", "SEAMCHECK_PROXY_METRICS_PORT"),
+    "kube_api": ("--kube-api-port", "SEAMCHECK_KUBE_API_PORT"),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("seamcheck", "seamcheck: KFP + MLflow + KServe conformance")
+    for dest, flag, env, default, help_text in _OPTIONS:
+        group.addoption(flag, dest=dest, default=None, help=f"{help_text} [env {env}; default {default}]")
+    group.addoption("--keep-stack", dest="seamcheck_keep_stack", action="store_true", default=None,
+                    help="keep the stack's state folder after the session [env SEAMCHECK_KEEP_STACK=1]")
+    for component, (flag, env) in _PORTS.items():
+        group.addoption(flag, dest=f"seamcheck_port_{component}", default=None, type=int,
+                        help=f"fixed loopback port for {component} (0: a free one) [env {env}]")
+
+
+def _value(config: pytest.Config, dest: str, env: str, default: Any) -> Any:
+    value = config.getoption(dest)
+    if value is None:
+        value = os.environ.get(env) or default
+    return value
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    values = {dest: _value(config, dest, env, default) for dest, _f, env, default, _h in _OPTIONS}
+    profile = values["seamcheck_profile"]
+    if profile not in PROFILES:
+        raise pytest.UsageError(f"seamcheck: unknown profile {profile!r}; choose one of {', '.join(PROFILES)} "
+                                "(--profile or SEAMCHECK_PROFILE)")
+    store = values["seamcheck_artifact_store"]
+    if store not in ("s3", "files"):
+        raise pytest.UsageError(f"seamcheck: --artifact-store must be s3 or files, not {store!r}")
+    try:
+        matrix = load_matrix(values["seamcheck_matrix_file"])
+        row = matrix.row(values["seamcheck_matrix_row"])
+    except MatrixError as exc:
+        raise pytest.UsageError(f"seamcheck: {exc}") from None
+    ports: dict[str, int] = {}
+    for component, (_flag, env) in _PORTS.items():
+        raw = config.getoption(f"seamcheck_port_{component}")
+        if raw is None and os.environ.get(env):
+            try:
+                raw = int(os.environ[env])
+            except ValueError:
+                raise pytest.UsageError(f"seamcheck: {env}={os.environ[env]!r} is not a port number") from None
+        if raw:
+            ports[component] = int(raw)
+    keep = config.getoption("seamcheck_keep_stack") or os.environ.get("SEAMCHECK_KEEP_STACK", "") in ("1", "true", "yes")
+    reports = Path(values["seamcheck_reports_dir"])
+    stack_config = StackConfig(
+        profile=profile, matrix_row=row.name, matrix_file=Path(values["seamcheck_matrix_file"]),
+        reports_dir=reports, keep_stack=bool(keep), namespace=values["seamcheck_namespace"],
+        artifact_store=store, ports=ports,
+        env_cache=Path(values["seamcheck_env_cache"]) if values["seamcheck_env_cache"] else None)
+    config.stash[STACK_CONFIG_KEY] = stack_config
+    config.stash[MATRIX_KEY] = matrix
+    if hasattr(config, "workerinput"):  # xdist workers: the controller writes the report
+        return
+    run_id = os.environ.get("SEAMCHECK_RUN_ID") or new_run_id()
+    report = RunReport(run_id=run_id, directory=reports / run_id, profile=profile)
+    report.versions = row.versions()
+    config.stash[REPORT_KEY] = report
+    if not config.option.xmlpath:
+        config.option.xmlpath = str(report.directory / "junit.xml")
+    # SIGTERM (CI cancelling, `kill`) becomes KeyboardInterrupt, so pytest unwinds and every
+    # fixture's teardown stops its processes, as it does for Ctrl-C.
+    if _is_main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Check what the selected tests' stack needs before any process starts."""
+    config = session.config
+    if STACK_CONFIG_KEY not in config.stash or session.config.option.collectonly:
+        return
+    if not any("stack" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    stack_config = config.stash[STACK_CONFIG_KEY]
+    from harness.profiles import preflight
+
+    try:
+        preflight(stack_config)
+    except Exception as exc:  # every preflight failure is a usage problem with a fix in its text
+        raise pytest.UsageError(f"seamcheck: {exc}") from None
+
+
+@pytest.fixture
+def seam(request: pytest.FixtureRequest) -> CheckRecorder:
+    """Record named seam checks with evidence into the run's report."""
+    report = request.config.stash.get(REPORT_KEY, None)
+    sink: list[CheckRecord] = report.checks if report is not None else []
+    return CheckRecorder(request.node.nodeid, sink)
+
+
+@pytest.fixture(scope="session")
+def run_report(pytestconfig: pytest.Config) -> RunReport | None:
+    return pytestconfig.stash.get(REPORT_KEY, None)
+
+
+@pytest.fixture(scope="session")
+def stack_config(pytestconfig: pytest.Config) -> StackConfig:
+    return pytestconfig.stash[STACK_CONFIG_KEY]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    rep = yield
+    report = item.config.stash.get(REPORT_KEY, None)
+    if report is None:
+        return rep
+    if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
+        outcome = rep.outcome
+        if hasattr(rep, "wasxfail"):
+            outcome = "xfailed" if rep.skipped else "xpassed"
+        elif rep.when == "setup" and rep.failed:
+            outcome = "error"
+        report.tests.append({"nodeid": item.nodeid, "outcome": outcome, "seconds": round(rep.duration, 3),
+                             "message": str(rep.longrepr)[-2000:] if rep.failed else ""})
+    return rep
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    report = session.config.stash.get(REPORT_KEY, None)
+    if report is None:
+        return
+    if not report.tests and not report.checks:
+        return  # nothing of seamcheck's ran (e.g. --help, or only unit tests with -p no:...)
+    report.write(int(exitstatus))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    report = config.stash.get(REPORT_KEY, None)
+    if report is not None and (report.tests or report.checks):
+        terminalreporter.write_sep("-", f"seamcheck report: {report.directory}/summary.md")

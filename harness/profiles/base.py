@@ -1,0 +1,98 @@
+"""The profile interface: how the stack is stood up. Every scenario talks to a Profile only, so
+one suite runs unchanged on local processes, a kind cluster, or an existing cloud cluster."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.matrix import Row
+from harness.serving.client import IsvcClient
+
+__all__ = ["PipelineRun", "Profile", "ProfileError"]
+
+
+class ProfileError(RuntimeError):
+    """The profile cannot be used as configured (missing tool, unreachable cluster, ...)."""
+
+
+@dataclass
+class PipelineRun:
+    state: str  # SUCCEEDED | FAILED
+    error: str | None
+    tasks: dict[str, dict[str, Any]]
+    params: dict[str, Any]
+    compiled_yaml: Path | None
+    log_path: Path | None
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "SUCCEEDED"
+
+    def task(self, name: str) -> dict[str, Any]:
+        for key, value in self.tasks.items():
+            if key == name or key.replace("_", "-") == name.replace("_", "-"):
+                return value
+        raise KeyError(f"pipeline run has no task {name!r}; tasks: {sorted(self.tasks)}")
+
+
+class Profile(abc.ABC):
+    name: str
+    row: Row
+    namespace: str
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    @abc.abstractmethod
+    def teardown(self) -> None: ...
+
+    # --- MLflow
+    @property
+    @abc.abstractmethod
+    def tracking_uri(self) -> str: ...
+
+    @abc.abstractmethod
+    def client_env(self) -> dict[str, str]:
+        """Environment a client of the stack needs (artifact store endpoint and credentials)."""
+
+    # --- KFP
+    @abc.abstractmethod
+    def compile_pipeline(self, out: Path) -> Path: ...
+
+    @abc.abstractmethod
+    def run_pipeline(self, params: dict[str, Any], *, name: str) -> PipelineRun: ...
+
+    @abc.abstractmethod
+    def default_pipeline_params(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def reference_predictions(self, model_uri: str, frame: Any) -> dict[str, Any]:
+        """{"predictions": [...], "mlflow": version, "warnings": [...]} from the model itself."""
+
+    # --- KServe
+    @property
+    @abc.abstractmethod
+    def isvc(self) -> IsvcClient: ...
+
+    @abc.abstractmethod
+    def inference_base_url(self, name: str) -> str:
+        """Where V2 requests for InferenceService `name` go (`<base>/v2/models/<name>/infer`)."""
+
+    # --- Prometheus
+    @property
+    @abc.abstractmethod
+    def prometheus_url(self) -> str: ...
+
+    @property
+    @abc.abstractmethod
+    def metric_dialect(self) -> str: ...
+
+    def versions(self) -> dict[str, Any]:
+        return self.row.versions()
+
+    def timings(self) -> dict[str, float]:
+        return {}

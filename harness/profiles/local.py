@@ -1,0 +1,232 @@
+"""The `local` profile: every component is its real program, run as a local process on loopback.
+
+MLflow's tracking server (the row's), an S3-compatible artifact store (moto's server), the KFP
+SDK's compiler (the row's) and local runner, KServe's storage initializer (the row's) and MLServer
+with the MLflow runtime (the row's runtime image contents), Prometheus and HAProxy (Debian's).
+KServe's control plane is emulated (harness/serving/emulation.py) behind a Kubernetes-shaped API,
+so the deploy step and the harness use the official kubernetes client as on a cluster.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from kubernetes import client as k8s
+
+import harness
+from harness.config import StackConfig
+from harness.envs import RoleEnv, ensure_envs
+from harness.matrix import Row
+from harness.ports import check_free, pick
+from harness.procs import ComponentFailed, ProcessRegistry, log_tail, run_checked
+from harness.profiles.base import PipelineRun, Profile
+from harness.serving.apiserver import EmulatedApiServer, write_kubeconfig
+from harness.serving.client import IsvcClient
+from harness.serving.emulation import EmulationConfig, KServeEmulation
+from harness.services.prometheus import PrometheusServer, find_prometheus, start_prometheus
+from harness.services.s3 import S3Store, start_s3
+from harness.services.tracking import TrackingServer, start_tracking
+from harness.traffic.haproxy import HAProxyRouter, find_haproxy, start_router
+
+__all__ = ["LocalProfile", "PORT_OPTIONS"]
+
+#: Components whose port a user may fix (pytest option / environment variable), else a free one.
+PORT_OPTIONS = {
+    "mlflow": ("--mlflow-port", "SEAMCHECK_MLFLOW_PORT"),
+    "s3": ("--s3-port", "SEAMCHECK_S3_PORT"),
+    "prometheus": ("--prometheus-port", "SEAMCHECK_PROMETHEUS_PORT"),
+    "proxy": ("--proxy-port", "SEAMCHECK_PROXY_PORT"),
+    "proxy_metrics": ("--proxy-metrics-port", "SEAMCHECK_PROXY_METRICS_PORT"),
+    "kube_api": ("--kube-api-port", "SEAMCHECK_KUBE_API_PORT"),
+}
+REPO_ROOT = Path(harness.__file__).resolve().parent.parent
+ARTIFACT_BUCKET = "mlflow-artifacts"
+ROLES_NEEDED = ("tracking", "pipeline", "serving", "storage", "runner")
+
+
+def preflight(config: StackConfig) -> None:
+    """Everything checkable before any process starts: binaries and chosen ports."""
+    find_prometheus()
+    find_haproxy()
+    for component, port in config.ports.items():
+        if port:
+            check_free(port, component, PORT_OPTIONS[component][0])
+
+
+class LocalProfile(Profile):
+    name = "local"
+
+    def __init__(self, config: StackConfig, row: Row, *, progress: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.row = row
+        self.namespace = config.namespace
+        self.say = progress or (lambda _m: None)
+        self.registry = ProcessRegistry()
+        self.state = Path(tempfile.mkdtemp(prefix="seamcheck-local-"))
+        self.envs: dict[str, RoleEnv] = {}
+        self.s3: S3Store | None = None
+        self.tracking: TrackingServer | None = None
+        self.router: HAProxyRouter | None = None
+        self.prometheus: PrometheusServer | None = None
+        self.emulation: KServeEmulation | None = None
+        self.api: EmulatedApiServer | None = None
+        self.kubeconfig: Path | None = None
+        self._isvc: IsvcClient | None = None
+        self._timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        preflight(self.config)
+        t0 = time.monotonic()
+        self.envs = ensure_envs(self.row, ROLES_NEEDED, cache=self.config.env_cache, progress=self.say)
+        self._timings["envs_s"] = time.monotonic() - t0
+        for role, env in self.envs.items():
+            self._timings[f"env_{role}_build_s"] = env.build_seconds
+        ports = {c: pick(self.config.ports.get(c, 0)) for c in PORT_OPTIONS}
+        deadline = self.config.component_deadline_s
+
+        if self.config.artifact_store == "s3":
+            self.say("starting the S3-compatible artifact store (moto) ...")
+            self.s3 = start_s3(self.registry, self.state, ports["s3"], bucket=ARTIFACT_BUCKET, deadline_s=deadline)
+            self._timings["ready_s3_s"] = self.s3.ready_seconds
+            artifact_root = f"s3://{ARTIFACT_BUCKET}/"
+        else:
+            artifact_root = str(self.state / "artifacts")
+        self.say(f"starting mlflow server {self.row.mlflow} ...")
+        self.tracking = start_tracking(self.registry, self.envs["tracking"], self.state, ports["mlflow"],
+                                       artifact_root=artifact_root, extra_env=self.client_env(),
+                                       deadline_s=deadline)
+        self._timings["ready_mlflow_s"] = self.tracking.ready_seconds
+        self.say("starting haproxy and prometheus ...")
+        self.router = start_router(self.registry, self.state, ports["proxy"], ports["proxy_metrics"],
+                                   deadline_s=deadline)
+        self._timings["ready_haproxy_s"] = self.router.ready_seconds
+        self.prometheus = start_prometheus(self.registry, self.state, ports["prometheus"],
+                                           proxy_metrics=self.router.metrics_url.split("//", 1)[1].split("/")[0],
+                                           deadline_s=deadline)
+        self._timings["ready_prometheus_s"] = self.prometheus.ready_seconds
+        self.emulation = KServeEmulation(
+            registry=self.registry, state=self.state, serving_env=self.envs["serving"],
+            storage_env=self.envs["storage"], router=self.router, prometheus=self.prometheus,
+            storage_env_vars=self.client_env(), config=EmulationConfig())
+        self.api = EmulatedApiServer(self.emulation, ports["kube_api"], self.state / "logs" / "kube-api.log")
+        self.kubeconfig = write_kubeconfig(self.state / "kubeconfig", self.api.url, self.namespace)
+        configuration = k8s.Configuration()
+        configuration.host = self.api.url
+        self._isvc = IsvcClient(k8s.ApiClient(configuration), self.namespace)
+        self._timings["stack_start_s"] = time.monotonic() - t0
+        self.say(f"local stack up in {self._timings['stack_start_s']:.1f}s (state in {self.state})")
+
+    def teardown(self) -> None:
+        """Idempotent: fixture teardown and the atexit fallback may both call it."""
+        emulation, api, self.emulation, self.api = self.emulation, self.api, None, None
+        if emulation is not None:
+            emulation.close()
+        if api is not None:
+            api.close()
+        self.registry.stop_all()
+        if not self.config.keep_stack:
+            shutil.rmtree(self.state, ignore_errors=True)
+
+    # ------------------------------------------------------------------ MLflow
+    @property
+    def tracking_uri(self) -> str:
+        assert self.tracking is not None, "stack not started"
+        return self.tracking.uri
+
+    def client_env(self) -> dict[str, str]:
+        env = self.s3.client_env() if self.s3 is not None else {}
+        if self.tracking is not None:
+            env["MLFLOW_TRACKING_URI"] = self.tracking.uri
+        return env
+
+    # ------------------------------------------------------------------ KFP
+    def _role_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        tmp = self.state / "tmp"
+        tmp.mkdir(exist_ok=True)
+        env = {**os.environ, **self.client_env(), "PYTHONPATH": str(REPO_ROOT),
+               # kfp's local runner leaves temp folders behind: keep them in our state dir.
+               "TMPDIR": str(tmp)}
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
+        env.update(extra or {})
+        return env
+
+    def compile_pipeline(self, out: Path) -> Path:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_checked([str(self.envs["pipeline"].python), "-m", "harness.pipeline.compile", "--out", str(out),
+                     "--packages-json", json.dumps(list(self.row.role("pipeline").pins))],
+                    what=f"compiling the pipeline with the row's kfp ({self.row.name})", timeout=300,
+                    env=self._role_env(), cwd=self.state)
+        return out
+
+    def default_pipeline_params(self) -> dict[str, Any]:
+        return {
+            "mlflow_tracking_uri": self.tracking_uri,
+            "serving_namespace": self.namespace,
+        }
+
+    def run_pipeline(self, params: dict[str, Any], *, name: str) -> PipelineRun:
+        run_dir = self.state / "pipeline-runs" / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "params.json").write_text(json.dumps(params, indent=2))
+        result_path = run_dir / "result.json"
+        log_path = run_dir / "runner.log"
+        started = time.monotonic()
+        argv = [str(self.envs["runner"].python), "-m", "harness.pipeline.run_local",
+                "--component-python", str(self.envs["pipeline"].python),
+                "--pipeline-root", str(run_dir / "root"),
+                "--params", str(run_dir / "params.json"), "--result", str(result_path)]
+        try:
+            run_checked(argv, what=f"KFP local runner for pipeline run {name}", timeout=self.config.pipeline_deadline_s,
+                        env=self._role_env(), cwd=run_dir, log_path=log_path)
+        except ComponentFailed as exc:
+            raise ComponentFailed(f"{exc}\n(full log: {log_path})") from None
+        result = json.loads(result_path.read_text())
+        return PipelineRun(state=result["state"], error=result.get("error"), tasks=result.get("tasks", {}),
+                           params=params, compiled_yaml=None, log_path=log_path,
+                           seconds=time.monotonic() - started, details=result)
+
+    def reference_predictions(self, model_uri: str, frame: "Any") -> dict[str, Any]:
+        """The registered model's own predictions, computed by the pipeline role's mlflow."""
+        work = Path(tempfile.mkdtemp(dir=self.state, prefix="modelcheck-"))
+        frame.to_json(work / "input.json", orient="split")
+        run_checked([str(self.envs["pipeline"].python), "-m", "harness.modelcheck", "--model-uri", model_uri,
+                     "--input", str(work / "input.json"), "--output", str(work / "output.json")],
+                    what=f"predicting with {model_uri} in the pipeline environment", timeout=300,
+                    env=self._role_env(), cwd=work)
+        return json.loads((work / "output.json").read_text())
+
+    # ------------------------------------------------------------------ KServe
+    @property
+    def isvc(self) -> IsvcClient:
+        assert self._isvc is not None, "stack not started"
+        return self._isvc
+
+    def inference_base_url(self, name: str) -> str:
+        assert self.router is not None, "stack not started"
+        return self.router.url
+
+    # ------------------------------------------------------------------ Prometheus
+    @property
+    def prometheus_url(self) -> str:
+        assert self.prometheus is not None, "stack not started"
+        return self.prometheus.url
+
+    @property
+    def metric_dialect(self) -> str:
+        return "mlserver"
+
+    def timings(self) -> dict[str, float]:
+        return dict(self._timings)
+
+    def component_logs(self) -> dict[str, str]:
+        logs = {}
+        for path in sorted((self.state / "logs").glob("*.log")):
+            logs[path.stem] = log_tail(path, 20)
+        return logs

@@ -1,0 +1,57 @@
+"""Named seam checks with their evidence: what a scenario observed, kept whether it passed or not."""
+from __future__ import annotations
+
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+__all__ = ["CheckRecord", "CheckRecorder"]
+
+
+@dataclass
+class CheckRecord:
+    test: str
+    name: str
+    description: str
+    outcome: str = "running"  # passed | failed | error
+    evidence: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CheckRecorder:
+    """Used by scenarios through the `seam` fixture:
+
+        with seam.check("storage-uri-holds-mlmodel", "storageUri resolves to a model dir") as ev:
+            ev["storage_uri"] = uri
+            assert ...
+
+    The evidence dict is recorded even when the assertion fails, and the failure propagates.
+    """
+
+    def __init__(self, test: str, sink: list[CheckRecord]) -> None:
+        self.test = test
+        self._sink = sink
+
+    @contextmanager
+    def check(self, name: str, description: str = "") -> Iterator[dict[str, Any]]:
+        record = CheckRecord(self.test, name, description)
+        self._sink.append(record)
+        started = time.monotonic()
+        try:
+            yield record.evidence
+        except AssertionError as exc:
+            record.outcome, record.message = "failed", str(exc) or traceback.format_exc(limit=1)
+            raise
+        except BaseException as exc:
+            record.outcome, record.message = "error", f"{type(exc).__name__}: {exc}"
+            raise
+        else:
+            record.outcome = "passed"
+        finally:
+            record.seconds = round(time.monotonic() - started, 3)

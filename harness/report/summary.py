@@ -1,0 +1,73 @@
+"""The run's report: reports/<run-id>/summary.json (everything, machine-readable) and summary.md."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from harness.report.checks import CheckRecord
+
+__all__ = ["RunReport", "new_run_id"]
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    directory: Path
+    profile: str
+    versions: dict[str, Any] = field(default_factory=dict)
+    checks: list[CheckRecord] = field(default_factory=list)
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def add_artifact(self, name: str, content: str | bytes) -> Path:
+        path = self.directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        if name not in self.artifacts:
+            self.artifacts.append(name)
+        return path
+
+    def as_dict(self, exitstatus: int | None = None) -> dict[str, Any]:
+        counts = {k: 0 for k in ("passed", "failed", "skipped", "error", "xfailed", "xpassed")}
+        for t in self.tests:
+            counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
+        bad = counts["failed"] + counts["error"] + sum(1 for c in self.checks if c.outcome != "passed")
+        return {
+            "run_id": self.run_id,
+            "profile": self.profile,
+            "started": self.started,
+            "seconds": round(time.monotonic() - self.started_monotonic, 2),
+            "outcome": "failed" if bad or (exitstatus not in (0, None, 5)) else "passed",
+            "exitstatus": exitstatus,
+            "counts": counts,
+            "versions": self.versions or {"row": "?", "kfp_backend": "?", "mlflow": "?", "kserve": "?",
+                                          "kubernetes": [], "roles": {}},
+            "checks": [c.as_dict() for c in self.checks],
+            "tests": self.tests,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "artifacts": self.artifacts,
+        }
+
+    def write(self, exitstatus: int | None = None) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = self.as_dict(exitstatus)
+        (self.directory / "summary.json").write_text(json.dumps(data, indent=2, default=str))
+        env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"),
+                                 autoescape=False, keep_trailing_newline=True)
+        env.filters["json"] = lambda value: json.dumps(value, indent=2, default=str)
+        (self.directory / "summary.md").write_text(env.get_template("summary.md.j2").render(run=data))
+        return self.directory

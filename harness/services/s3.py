@@ -1,0 +1,57 @@
+"""A local S3-compatible object store (moto's server), so artifact URIs are s3://... as in production."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+from harness.ports import LOOPBACK
+from harness.procs import ManagedProcess, ProcessRegistry
+
+__all__ = ["S3Store", "start_s3"]
+
+#: moto accepts any credentials; these are what every client of the local stack is given.
+ACCESS_KEY = "seamcheck"
+SECRET_KEY = "seamcheck-secret"
+REGION = "us-east-1"
+
+
+@dataclass
+class S3Store:
+    process: ManagedProcess
+    endpoint: str
+    bucket: str
+    ready_seconds: float
+
+    def client_env(self) -> dict[str, str]:
+        """What MLflow (MLFLOW_S3_ENDPOINT_URL), boto3 and KServe's storage initializer
+        (AWS_ENDPOINT_URL, S3_USE_HTTPS) read to reach this store."""
+        return {
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "S3_USE_HTTPS": "0",
+            "S3_VERIFY_SSL": "0",
+        }
+
+    def client(self):
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+                            aws_secret_access_key=SECRET_KEY, region_name=REGION)
+
+
+def start_s3(registry: ProcessRegistry, state: Path, port: int, *, bucket: str,
+             deadline_s: float = 60.0) -> S3Store:
+    moto = Path(sys.executable).with_name("moto_server")
+    argv = [str(moto) if moto.exists() else sys.executable, *([] if moto.exists() else ["-m", "moto.server"]),
+            "-H", LOOPBACK, "-p", str(port)]
+    proc = registry.start(ManagedProcess("s3 (moto server)", argv, state / "logs" / "s3.log"))
+    endpoint = f"http://{LOOPBACK}:{port}"
+    seconds = proc.wait_http(f"{endpoint}/moto-api/", deadline_s=deadline_s)
+    store = S3Store(proc, endpoint, bucket, seconds)
+    store.client().create_bucket(Bucket=bucket)
+    return store

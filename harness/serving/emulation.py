@@ -1,0 +1,752 @@
+"""KServe 0.14's control plane for `deploymentMode: Serverless`, emulated over local processes.
+
+This is the one piece of the local profile that is not the real program (KServe's controller,
+Knative and Kubernetes cannot run here). It follows KServe 0.14's documented and coded behaviour:
+  * a revision per change of the predictor's template (anything but canaryTrafficPercent), named
+    like Knative's `<isvc>-predictor-0000N`;
+  * per replica: KServe's storage initializer copies storageUri into the replica's /mnt/models,
+    then MLServer with the MLflow runtime starts; `minReplicas` replicas (Knative's initial scale
+    is 1 when minReplicas is 0);
+  * readiness: a revision is Ready when all its initial replicas pass the V2 readiness probe; a
+    replica that exits before that fails the revision with its log's tail as the message
+    (FallbackToLogsOnError), which KServe copies into modelStatus.lastFailureInfo;
+  * traffic exactly as KServe's ksvc reconciler builds it: with canaryTrafficPercent P and a
+    rolled-out revision, [latest ready: P, latestRolledoutRevision: 100-P tagged "prev"];
+    otherwise [latest ready: 100]. Knative routes `latestRevision: true` to the latest READY
+    revision, so a broken new revision takes no traffic;
+  * status propagation ported from PropagateStatus/PropagateModelStatus (latest/previous
+    rolled-out revision bookkeeping, rollback case included) and the Ready condition set
+    (PredictorReady and IngressReady);
+  * a replica that dies after it was ready is restarted with back-off, as its Deployment would;
+  * `minReplicas: 0`: a revision with no traffic is scaled to zero after a grace period, and
+    traffic sent to it again starts it cold.
+What it does not do is listed in the README ("Where the local KServe emulation differs").
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import queue
+import re
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.envs import RoleEnv
+from harness.procs import ProcessRegistry
+from harness.serving.replica import Replica
+from harness.services.prometheus import PrometheusServer, ScrapeTarget
+from harness.traffic.haproxy import HAProxyRouter, weight_for
+
+__all__ = ["EmulationConfig", "InvalidObject", "KServeEmulation", "Conflict", "NotFound", "AlreadyExists"]
+
+GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: Model formats the 0.14 kserve-mlserver runtime lists (the only runtime the emulation has).
+_MLSERVER_FORMATS = {"mlflow", "sklearn", "xgboost", "lightgbm"}
+
+
+class ApiError(Exception):
+    code = 500
+    reason = "InternalError"
+
+
+class NotFound(ApiError):
+    code, reason = 404, "NotFound"
+
+
+class AlreadyExists(ApiError):
+    code, reason = 409, "AlreadyExists"
+
+
+class Conflict(ApiError):
+    code, reason = 409, "Conflict"
+
+
+class InvalidObject(ApiError):
+    code, reason = 422, "Invalid"
+
+
+@dataclass
+class EmulationConfig:
+    #: Knative's progress deadline: a revision not ready by then fails (ProgressDeadlineExceeded).
+    progress_deadline_s: float = 600.0
+    #: How long an unreferenced minReplicas-0 revision keeps its replicas (Knative's
+    #: stable window + scale-to-zero grace period, 60s + 30s on a cluster; shortened locally).
+    scale_to_zero_after_s: float = 30.0
+    #: Back-off before a crashed, once-ready replica is restarted (CrashLoopBackOff's first step).
+    restart_backoff_s: float = 2.0
+    resync_interval_s: float = 0.25
+    namespace_domain: str = "example.com"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _template_of(spec: dict) -> dict:
+    """What makes a new Knative revision: the predictor without its traffic setting."""
+    predictor = copy.deepcopy(spec.get("predictor", {}))
+    predictor.pop("canaryTrafficPercent", None)
+    return predictor
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Revision:
+    name: str
+    isvc: str
+    namespace: str
+    template: dict
+    generation: int
+    created: float = field(default_factory=time.monotonic)
+    replicas: list[Replica] = field(default_factory=list)
+    state: str = "Deploying"  # Deploying | Ready | Failed
+    reason: str = ""
+    message: str = ""
+    failure_exit_code: int = 0
+    storage_state: str = "Pending"  # Pending | Running | Terminated-OK | Terminated-Error
+    scaled_to_zero: bool = False
+    last_traffic_at: float = field(default_factory=time.monotonic)
+    starting: bool = False
+
+    @property
+    def min_replicas(self) -> int:
+        return int(self.template.get("minReplicas", 1) if self.template.get("minReplicas") is not None else 1)
+
+    @property
+    def initial_scale(self) -> int:
+        return max(1, self.min_replicas)
+
+    @property
+    def storage_uri(self) -> str:
+        return str(self.template.get("model", {}).get("storageUri", ""))
+
+    def ready_replicas(self) -> list[Replica]:
+        return [r for r in self.replicas if r.ready_at is not None and r.alive()]
+
+
+@dataclass
+class _Service:
+    obj: dict
+    revisions: list[Revision] = field(default_factory=list)
+    next_revision: int = 1
+
+
+class KServeEmulation:
+    def __init__(self, *, registry: ProcessRegistry, state: Path, serving_env: RoleEnv, storage_env: RoleEnv,
+                 router: HAProxyRouter, prometheus: PrometheusServer | None, storage_env_vars: dict[str, str],
+                 config: EmulationConfig | None = None) -> None:
+        self.registry = registry
+        self.state = state / "kserve"
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.serving_env = serving_env
+        self.storage_env = storage_env
+        self.router = router
+        self.prometheus = prometheus
+        self.storage_env_vars = dict(storage_env_vars)
+        self.config = config or EmulationConfig()
+        self._lock = threading.RLock()
+        self._services: dict[tuple[str, str], _Service] = {}
+        self._events: list[dict] = []
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._resource_version = 0
+        self._worker = threading.Thread(target=self._run, name="kserve-emulation", daemon=True)
+        self._worker.start()
+        self.on_change: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------ API (the apiserver's view)
+    def list(self, namespace: str) -> list[dict]:
+        with self._lock:
+            return [copy.deepcopy(s.obj) for (ns, _), s in sorted(self._services.items()) if ns == namespace]
+
+    def get(self, namespace: str, name: str) -> dict:
+        with self._lock:
+            return copy.deepcopy(self._service(namespace, name).obj)
+
+    def create(self, namespace: str, obj: dict) -> dict:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        name = meta.get("name", "")
+        meta.setdefault("namespace", namespace)
+        if meta["namespace"] != namespace:
+            raise InvalidObject(f"the namespace of the object ({meta['namespace']}) does not match the "
+                                f"namespace on the request ({namespace})")
+        self._validate(name, obj)
+        with self._lock:
+            if (namespace, name) in self._services:
+                raise AlreadyExists(f'inferenceservices.serving.kserve.io "{name}" already exists')
+            meta.update({"uid": str(uuid.uuid4()), "generation": 1, "creationTimestamp": _now(),
+                         "resourceVersion": self._next_rv()})
+            obj.pop("status", None)
+            obj["status"] = {}
+            self._services[(namespace, name)] = _Service(obj)
+        self._event(namespace, name, "Created", f"InferenceService {name} created")
+        self._queue.put((namespace, name))
+        return self.get(namespace, name)
+
+    def replace(self, namespace: str, name: str, obj: dict) -> dict:
+        obj = copy.deepcopy(obj)
+        self._validate(name, obj)
+        with self._lock:
+            svc = self._service(namespace, name)
+            rv = obj.get("metadata", {}).get("resourceVersion")
+            if rv and rv != svc.obj["metadata"]["resourceVersion"]:
+                raise Conflict(f'Operation cannot be fulfilled on inferenceservices.serving.kserve.io "{name}": '
+                               "the object has been modified; please apply your changes to the latest version "
+                               "and try again")
+            self._store_update(svc, obj)
+        self._queue.put((namespace, name))
+        return self.get(namespace, name)
+
+    def patch(self, namespace: str, name: str, patch: Any, content_type: str) -> dict:
+        with self._lock:
+            current = copy.deepcopy(self._service(namespace, name).obj)
+        if "json-patch" in content_type:
+            updated = _apply_json_patch(current, patch)
+        elif "merge-patch" in content_type or content_type.startswith("application/json"):
+            updated = _apply_merge_patch(current, patch)
+        else:
+            raise ApiError(f"unsupported patch type {content_type!r} for custom resources "
+                           "(use application/merge-patch+json or application/json-patch+json)")
+        self._validate(name, updated)
+        with self._lock:
+            self._store_update(self._service(namespace, name), updated)
+        self._queue.put((namespace, name))
+        return self.get(namespace, name)
+
+    def delete(self, namespace: str, name: str) -> dict:
+        with self._lock:
+            svc = self._services.pop((namespace, name), None)
+        if svc is None:
+            raise NotFound(f'inferenceservices.serving.kserve.io "{name}" not found')
+        for rev in svc.revisions:
+            self._scale_to_zero(rev)
+        self.router.remove_backend(namespace, name)
+        self._publish_targets()
+        self._event(namespace, name, "Deleted", f"InferenceService {name} deleted")
+        return {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                "details": {"name": name, "group": GROUP, "kind": PLURAL}}
+
+    # ------------------------------------------------------------------ harness-side views
+    def revisions(self, namespace: str, name: str) -> list[Revision]:
+        with self._lock:
+            return list(self._service(namespace, name).revisions)
+
+    def revision(self, namespace: str, name: str, revision: str) -> Revision:
+        for rev in self.revisions(namespace, name):
+            if rev.name == revision:
+                return rev
+        raise NotFound(f"revision {revision} of {namespace}/{name} not found")
+
+    def events(self) -> list[dict]:
+        with self._lock:
+            return list(self._events)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        self._worker.join(timeout=10)
+        with self._lock:
+            services = list(self._services.values())
+            self._services.clear()
+        for svc in services:
+            for rev in svc.revisions:
+                for replica in rev.replicas:
+                    replica.stop(self.registry)
+
+    # ------------------------------------------------------------------ internals
+    def _service(self, namespace: str, name: str) -> _Service:
+        svc = self._services.get((namespace, name))
+        if svc is None:
+            raise NotFound(f'inferenceservices.serving.kserve.io "{name}" not found')
+        return svc
+
+    def _next_rv(self) -> str:
+        self._resource_version += 1
+        return str(self._resource_version)
+
+    def _store_update(self, svc: _Service, obj: dict) -> None:
+        old = svc.obj
+        meta = obj.setdefault("metadata", {})
+        for key in ("uid", "creationTimestamp", "namespace", "name"):
+            meta[key] = old["metadata"][key]
+        generation = old["metadata"]["generation"]
+        if obj.get("spec") != old.get("spec"):
+            generation += 1
+        meta["generation"] = generation
+        meta["resourceVersion"] = self._next_rv()
+        obj["status"] = old.get("status", {})  # status is the controller's, not the client's
+        svc.obj = obj
+
+    def _validate(self, name: str, obj: dict) -> None:
+        """The admission webhook's checks that matter here (inference_service_validation.go)."""
+        if obj.get("apiVersion") != f"{GROUP}/{VERSION}" or obj.get("kind") != KIND:
+            raise InvalidObject(f"expected apiVersion {GROUP}/{VERSION} and kind {KIND}, got "
+                                f"{obj.get('apiVersion')}/{obj.get('kind')}")
+        meta_name = obj.get("metadata", {}).get("name")
+        if meta_name != name and name:
+            raise InvalidObject(f"metadata.name {meta_name!r} does not match the URL's name {name!r}")
+        if not meta_name or not _DNS1035.match(meta_name):
+            raise InvalidObject(
+                f'The InferenceService "{meta_name}" is invalid: a DNS-1035 label must consist of lower case '
+                "alphanumeric characters or '-', start with an alphabetic character, and end with an "
+                "alphanumeric character")
+        predictor = obj.get("spec", {}).get("predictor")
+        if not isinstance(predictor, dict):
+            raise InvalidObject("spec.predictor: Required value")
+        pct = predictor.get("canaryTrafficPercent")
+        if pct is not None and (not isinstance(pct, int) or not 0 <= pct <= 100):
+            raise InvalidObject(f"spec.predictor.canaryTrafficPercent: Invalid value: {pct!r}: must be an "
+                                "integer between 0 and 100")
+        lo, hi = predictor.get("minReplicas"), predictor.get("maxReplicas")
+        if lo is not None and (not isinstance(lo, int) or lo < 0):
+            raise InvalidObject("MinReplicas cannot be less than 0.")
+        if hi is not None and (not isinstance(hi, int) or hi < 0):
+            raise InvalidObject("MaxReplicas cannot be less than 0.")
+        if lo is not None and hi is not None and hi and lo > hi:
+            raise InvalidObject("MinReplicas cannot be greater than MaxReplicas.")
+
+    def _event(self, namespace: str, name: str, reason: str, message: str) -> None:
+        with self._lock:
+            self._events.append({"time": _now(), "namespace": namespace, "name": name, "reason": reason,
+                                 "message": message})
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                key = self._queue.get(timeout=self.config.resync_interval_s)
+            except queue.Empty:
+                key = "resync"
+            if key is None:
+                return
+            with self._lock:
+                keys = list(self._services) if key == "resync" else [key]
+            for ns, name in keys:
+                try:
+                    self._reconcile(ns, name)
+                except NotFound:
+                    continue
+                except Exception as exc:  # keep reconciling others; record like a controller would
+                    self._event(ns, name, "InternalError", f"{type(exc).__name__}: {exc}")
+
+    # -------------------------------------------------------------- reconcile
+    def _reconcile(self, namespace: str, name: str) -> None:
+        with self._lock:
+            svc = self._service(namespace, name)
+            obj = svc.obj
+            spec = copy.deepcopy(obj.get("spec", {}))
+            generation = obj["metadata"]["generation"]
+            annotations = dict(obj["metadata"].get("annotations") or {})
+        predictor = spec.get("predictor", {})
+        problem = self._runtime_problem(predictor, annotations)
+        if problem:
+            self._set_invalid(svc, generation, *problem)
+            return
+        template = _template_of(spec)
+        with self._lock:
+            latest = svc.revisions[-1] if svc.revisions else None
+            if latest is None or _hash(latest.template) != _hash(template):
+                rev = Revision(name=f"{name}-predictor-{svc.next_revision:05d}", isvc=name,
+                               namespace=namespace, template=template, generation=generation)
+                svc.next_revision += 1
+                svc.revisions.append(rev)
+                self._event(namespace, name, "RevisionCreated", rev.name)
+                self._start_revision(rev)
+        self._check_revisions(svc)
+        self._route(svc, spec, annotations, generation)
+
+    def _runtime_problem(self, predictor: dict, annotations: dict) -> tuple[str, str] | None:
+        model = predictor.get("model")
+        if not isinstance(model, dict):
+            return ("InvalidPredictorSpec", "predictor.model is required for the local profile (only the "
+                    "model spec is emulated; custom containers are not)")
+        fmt = (model.get("modelFormat") or {}).get("name")
+        protocol = model.get("protocolVersion") or "v1"  # ModelSpec.GetProtocol() defaults to v1
+        if fmt not in _MLSERVER_FORMATS or protocol != "v2":
+            return ("NoSupportingRuntime", "No runtime found to support specified framework/version")
+        mode = annotations.get("serving.kserve.io/deploymentMode", "Serverless")
+        if mode != "Serverless":
+            return ("UnsupportedDeploymentMode", f"the local profile emulates Serverless only, not {mode} "
+                    "(canaryTrafficPercent is honoured only in Serverless mode in KServe 0.14)")
+        if not model.get("storageUri"):
+            return ("InvalidPredictorSpec", "predictor.model.storageUri is required")
+        return None
+
+    def _set_invalid(self, svc: _Service, generation: int, reason: str, message: str) -> None:
+        with self._lock:
+            status = svc.obj.setdefault("status", {})
+            status["observedGeneration"] = generation
+            status["modelStatus"] = {"transitionStatus": "InvalidSpec",
+                                     "states": {"targetModelState": "FailedToLoad"},
+                                     "lastFailureInfo": {"reason": reason, "message": message}}
+            _set_condition(status, "PredictorReady", "False", reason, message)
+            _set_condition(status, "Ready", "False", reason, message)
+            svc.obj["metadata"]["resourceVersion"] = self._next_rv()
+
+    def _start_revision(self, rev: Revision) -> None:
+        rev.starting = True
+        threading.Thread(target=self._bring_up, args=(rev, rev.initial_scale), name=f"start-{rev.name}",
+                         daemon=True).start()
+
+    def _bring_up(self, rev: Revision, count: int) -> None:
+        """Storage initializer then model server for each replica, like a pod's init + main container."""
+        try:
+            home = self.state / rev.namespace / rev.name
+            base = len(rev.replicas)
+            fresh = [Replica(rev.name, base + i, home / f"replica-{base + i}", rev.isvc) for i in range(count)]
+            rev.storage_state = "Running"
+            for replica in fresh:
+                shutil.rmtree(replica.home, ignore_errors=True)
+                replica.home.mkdir(parents=True)
+                result = replica.initialize_storage(self.storage_env, rev.storage_uri, self.storage_env_vars)
+                if not result.ok:
+                    rev.storage_state = "Terminated-Error"
+                    self._fail(rev, "StorageInitializerFailed", result.log.strip()[-2048:], result.exit_code)
+                    return
+            rev.storage_state = "Terminated-OK"
+            for replica in fresh:
+                replica.start(self.registry, self.serving_env, self.storage_env_vars)
+                rev.replicas.append(replica)
+            rev.scaled_to_zero = False
+        finally:
+            rev.starting = False
+            self._queue.put((rev.namespace, rev.isvc))
+
+    def _fail(self, rev: Revision, reason: str, message: str, exit_code: int) -> None:
+        rev.state, rev.reason, rev.message, rev.failure_exit_code = "Failed", reason, message, exit_code
+        self._event(rev.namespace, rev.isvc, reason, f"{rev.name}: {message[-300:]}")
+
+    def _check_revisions(self, svc: _Service) -> None:
+        now = time.monotonic()
+        for rev in list(svc.revisions):
+            if rev.starting or rev.state == "Failed":
+                continue
+            for replica in rev.replicas:
+                if replica.ready_at is None and replica.alive() and replica.probe_ready():
+                    replica.ready_at = now
+            dead = [r for r in rev.replicas if r.process is not None and not r.alive()]
+            if rev.state == "Deploying":
+                if dead:
+                    victim = dead[0]
+                    self._fail(rev, f"ExitCode{victim.process.exit_code()}",
+                               victim.termination_message(), victim.process.exit_code() or 1)
+                    for replica in rev.replicas:
+                        replica.stop(self.registry)
+                    continue
+                if rev.replicas and len(rev.ready_replicas()) >= rev.initial_scale:
+                    rev.state = "Ready"
+                    self._event(rev.namespace, rev.isvc, "RevisionReady", rev.name)
+                elif now - rev.created > self.config.progress_deadline_s:
+                    self._fail(rev, "ProgressDeadlineExceeded",
+                               f'Revision "{rev.name}" failed to become ready within '
+                               f"{self.config.progress_deadline_s:.0f}s", 1)
+                    for replica in rev.replicas:
+                        replica.stop(self.registry)
+                continue
+            # Ready revisions: restart replicas that died, as a Deployment restarts its pods.
+            for replica in dead:
+                if now - (replica.process_exit_seen or now) >= self.config.restart_backoff_s:
+                    replica.restarts += 1
+                    replica.start(self.registry, self.serving_env, self.storage_env_vars)
+                    replica.process_exit_seen = None
+                elif replica.process_exit_seen is None:
+                    replica.process_exit_seen = now
+                    self._event(rev.namespace, rev.isvc, "ReplicaExited",
+                                f"{replica.name} exited with {replica.process.exit_code()}")
+
+    # -------------------------------------------------------------- traffic and status
+    def _route(self, svc: _Service, spec: dict, annotations: dict, generation: int) -> None:
+        name, namespace = svc.obj["metadata"]["name"], svc.obj["metadata"]["namespace"]
+        with self._lock:
+            revisions = list(svc.revisions)
+            status = copy.deepcopy(svc.obj.get("status") or {})
+        predictor_status = (status.get("components") or {}).get("predictor", {})
+        latest_created = revisions[-1]
+        ready = [r for r in revisions if r.state == "Ready"]
+        latest_ready = ready[-1] if ready else None
+        rolled = predictor_status.get("latestRolledoutRevision", "")
+        pct = spec.get("predictor", {}).get("canaryTrafficPercent")
+        tag_routing = annotations.get("serving.kserve.io/enable-tag-routing") == "true"
+
+        # ksvc_reconciler.go: canary split only once something has been rolled out.
+        traffic: list[dict] = []
+        if latest_ready is not None:
+            if pct is not None and rolled:
+                first = {"latestRevision": True, "percent": pct, "revisionName": latest_ready.name}
+                if tag_routing:
+                    first["tag"] = "latest"
+                traffic.append(first)
+                if pct < 100:
+                    traffic.append({"latestRevision": False, "percent": 100 - pct, "revisionName": rolled,
+                                    "tag": "prev"})
+            else:
+                traffic.append({"latestRevision": True, "percent": 100, "revisionName": latest_ready.name})
+
+        # PropagateStatus: rolled-out bookkeeping.
+        per_revision: dict[str, int] = {}
+        for t in traffic:
+            per_revision[t["revisionName"]] = per_revision.get(t["revisionName"], 0) + t["percent"]
+        previous = predictor_status.get("previousRolledoutRevision", "")
+        for t in traffic:
+            if latest_ready is None or t["revisionName"] != latest_ready.name or not t["latestRevision"]:
+                continue
+            if rolled != latest_ready.name:
+                if t["percent"] == 100:
+                    previous, rolled = rolled, latest_ready.name
+            elif latest_ready is latest_created and t["percent"] < 100:
+                if per_revision.get(t["revisionName"]) == 100 and previous:
+                    rolled = previous
+
+        # Knative: scale-from-zero for revisions that traffic now names.
+        now = time.monotonic()
+        by_name = {r.name: r for r in revisions}
+        for rev_name, share in per_revision.items():
+            rev = by_name.get(rev_name)
+            if rev is None:
+                continue
+            if share > 0:
+                rev.last_traffic_at = now
+                if rev.scaled_to_zero and not rev.starting and rev.state == "Ready":
+                    self._event(namespace, name, "ScaleFromZero", rev.name)
+                    self._start_revision_replicas(rev)
+        for rev in revisions:
+            if (rev.min_replicas == 0 and per_revision.get(rev.name, 0) == 0 and rev.replicas
+                    and not rev.starting and now - rev.last_traffic_at > self.config.scale_to_zero_after_s):
+                self._event(namespace, name, "ScaleToZero", rev.name)
+                self._scale_to_zero(rev)
+
+        self._program_router(namespace, name, revisions, per_revision, traffic)
+
+        # Conditions (Knative service -> KServe component -> InferenceService).
+        cond_config = self._configuration_condition(latest_created)
+        routes_ready = bool(traffic) and all(by_name[t["revisionName"]].ready_replicas() or
+                                             by_name[t["revisionName"]].starting for t in traffic
+                                             if t["percent"] > 0 and t["revisionName"] in by_name)
+        cond_routes = (("True", "", "") if traffic else
+                       ("False", "RevisionMissing", "Configuration has no ready revision to route to"))
+        if traffic and not routes_ready:
+            cond_routes = ("False", "RevisionMissing",
+                           f'Revision "{next(t["revisionName"] for t in traffic if t["percent"] > 0)}" has no '
+                           "ready pods")
+        ksvc_ready = ("True", "", "") if cond_config[0] == "True" and cond_routes[0] == "True" else (
+            cond_config if cond_config[0] != "True" else cond_routes)
+
+        with self._lock:
+            if (namespace, name) not in self._services:
+                return
+            status = svc.obj.setdefault("status", {})
+            url = f"http://{name}.{namespace}.{self.config.namespace_domain}"
+            comp = {
+                "latestCreatedRevision": latest_created.name,
+                "traffic": traffic,
+            }
+            if latest_ready is not None:
+                comp["latestReadyRevision"] = latest_ready.name
+            if rolled:
+                comp["latestRolledoutRevision"] = rolled
+            if previous:
+                comp["previousRolledoutRevision"] = previous
+            if ksvc_ready[0] == "True":
+                comp["url"] = f"http://{name}-predictor.{namespace}.{self.config.namespace_domain}"
+                comp["address"] = {"url": f"http://{name}-predictor.{namespace}.svc.cluster.local"}
+            status["components"] = {"predictor": comp}
+            _set_condition(status, "PredictorReady", *ksvc_ready)
+            _set_condition(status, "PredictorRouteReady", *cond_routes)
+            _set_condition(status, "PredictorConfigurationReady", *cond_config)
+            _set_condition(status, "RoutesReady", *(("True", "", "") if cond_routes[0] == "True" else
+                                                   ("False", "PredictorRouteReady not ready", "")))
+            _set_condition(status, "LatestDeploymentReady", *(("True", "", "") if cond_config[0] == "True" else
+                                                             ("False", "PredictorConfigurationReady not ready", "")))
+            _set_condition(status, "IngressReady", *(("True", "", "") if traffic else
+                                                    ("False", "PredictorRouteReady not ready", "")))
+            ready_all = _condition_true(status, "PredictorReady") and _condition_true(status, "IngressReady")
+            _set_condition(status, "Ready", *(("True", "", "") if ready_all else
+                                             _first_false(status, ("PredictorReady", "IngressReady"))))
+            if ready_all:
+                status["url"] = url
+                status["address"] = {"url": f"http://{name}.{namespace}.svc.cluster.local"}
+            status["modelStatus"] = self._model_status(status, latest_created, ready_all)
+            status["observedGeneration"] = generation
+            if svc.obj.get("status") != status:
+                svc.obj["status"] = status
+                svc.obj["metadata"]["resourceVersion"] = self._next_rv()
+        self._publish_targets()  # after the status write: a target's role follows the new traffic
+
+    def _start_revision_replicas(self, rev: Revision) -> None:
+        rev.starting = True
+        threading.Thread(target=self._bring_up, args=(rev, rev.initial_scale), name=f"scale-{rev.name}",
+                         daemon=True).start()
+
+    def _scale_to_zero(self, rev: Revision) -> None:
+        for replica in rev.replicas:
+            replica.stop(self.registry)
+        rev.replicas = []
+        rev.scaled_to_zero = True
+
+    @staticmethod
+    def _configuration_condition(latest_created: Revision) -> tuple[str, str, str]:
+        if latest_created.state == "Ready":
+            return ("True", "", "")
+        if latest_created.state == "Failed":
+            return ("False", "RevisionFailed",
+                    f'Revision "{latest_created.name}" failed with message: {latest_created.message}.')
+        return ("Unknown", "RevisionMissing", f'Configuration is waiting for a Revision to become ready.')
+
+    @staticmethod
+    def _model_status(status: dict, latest_created: Revision, ready: bool) -> dict:
+        """PropagateModelStatus: Pending / Loading / Loaded / FailedToLoad with lastFailureInfo."""
+        replicas = len(latest_created.replicas)
+        prior = status.get("modelStatus") or {}
+        states = dict(prior.get("states") or {})
+        out: dict[str, Any] = {}
+        if latest_created.state == "Failed":
+            states["targetModelState"] = "FailedToLoad"
+            out["transitionStatus"] = "BlockedByFailedLoad"
+            out["lastFailureInfo"] = {"reason": "ModelLoadFailed", "message": latest_created.message,
+                                      "exitCode": latest_created.failure_exit_code}
+        elif ready and status["components"]["predictor"].get("latestReadyRevision") == latest_created.name:
+            states.update(targetModelState="Loaded", activeModelState="Loaded")
+            out["transitionStatus"] = "UpToDate"
+            out["copies"] = {"totalCopies": replicas}
+        elif latest_created.storage_state == "Running":
+            states["targetModelState"] = "Loading"
+            out["transitionStatus"] = "InProgress"
+        else:
+            states["targetModelState"] = "Pending"
+            out["transitionStatus"] = "InProgress"
+        out["states"] = states
+        if "lastFailureInfo" not in out and prior.get("lastFailureInfo"):
+            out["lastFailureInfo"] = prior["lastFailureInfo"]
+        return out
+
+    def _program_router(self, namespace: str, name: str, revisions: list[Revision],
+                        per_revision: dict[str, int], traffic: list[dict]) -> None:
+        backend = self.router.ensure_backend(namespace, name)
+        wanted: dict[str, tuple[str, int, int]] = {}
+        for rev in revisions:
+            share = per_revision.get(rev.name, 0)
+            ready = rev.ready_replicas()
+            for replica in ready:
+                wanted[replica.name] = ("127.0.0.1", replica.http_port, weight_for(share, len(ready)))
+        self.router.set_servers(backend, wanted)
+
+    def _publish_targets(self) -> None:
+        if self.prometheus is None:
+            return
+        targets: list[ScrapeTarget] = []
+        with self._lock:
+            services = list(self._services.values())
+        for svc in services:
+            comp = ((svc.obj.get("status") or {}).get("components") or {}).get("predictor", {})
+            traffic = comp.get("traffic", [])
+            latest = next((t["revisionName"] for t in traffic if t.get("latestRevision")), None)
+            # A canary exists only when the split names two different revisions (KServe splits
+            # a lone rolled-out revision with itself: [latest P%, prev 100-P%] on one revision).
+            split = len({t["revisionName"] for t in traffic}) > 1
+            for rev in svc.revisions:
+                role = "canary" if split and rev.name == latest else "stable"
+                for replica in rev.replicas:
+                    if replica.process is None or not replica.alive():
+                        continue
+                    targets.append(ScrapeTarget(f"127.0.0.1:{replica.metrics_port}", {
+                        "isvc": rev.isvc, "namespace": rev.namespace, "revision": rev.name,
+                        "replica": replica.name, "role": role}))
+        self.prometheus.set_targets(targets)
+
+
+def _set_condition(status: dict, ctype: str, state: str, reason: str = "", message: str = "") -> None:
+    conditions = status.setdefault("conditions", [])
+    for cond in conditions:
+        if cond["type"] == ctype:
+            if cond["status"] != state:
+                cond["lastTransitionTime"] = _now()
+            cond["status"] = state
+            _put(cond, "reason", reason)
+            _put(cond, "message", message)
+            return
+    cond = {"type": ctype, "status": state, "lastTransitionTime": _now()}
+    _put(cond, "reason", reason)
+    _put(cond, "message", message)
+    conditions.append(cond)
+    conditions.sort(key=lambda c: c["type"])
+
+
+def _put(d: dict, key: str, value: str) -> None:
+    if value:
+        d[key] = value
+    else:
+        d.pop(key, None)
+
+
+def _condition_true(status: dict, ctype: str) -> bool:
+    return any(c["type"] == ctype and c["status"] == "True" for c in status.get("conditions", []))
+
+
+def _first_false(status: dict, types: tuple[str, ...]) -> tuple[str, str, str]:
+    for c in status.get("conditions", []):
+        if c["type"] in types and c["status"] != "True":
+            return (c["status"], c.get("reason", ""), c.get("message", ""))
+    return ("Unknown", "", "")
+
+
+def _apply_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: null removes a key (how `canaryTrafficPercent` is dropped)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _apply_merge_patch(result.get(key), value)
+    return result
+
+
+def _apply_json_patch(target: Any, ops: Any) -> Any:
+    """RFC 6902 JSON patch: add, replace, remove, test (what clients send to custom resources)."""
+    if not isinstance(ops, list):
+        raise InvalidObject("a JSON patch must be a list of operations")
+    doc = copy.deepcopy(target)
+    for op in ops:
+        path = [p.replace("~1", "/").replace("~0", "~") for p in op.get("path", "").split("/")[1:]]
+        if not path:
+            raise InvalidObject(f"JSON patch operation {op} has no path")
+        parent = doc
+        for part in path[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
+        last = path[-1]
+        kind = op.get("op")
+        if kind in ("add", "replace"):
+            if isinstance(parent, list):
+                idx = len(parent) if last == "-" else int(last)
+                if kind == "add":
+                    parent.insert(idx, op["value"])
+                else:
+                    parent[idx] = op["value"]
+            else:
+                if kind == "replace" and last not in parent:
+                    raise InvalidObject(f"JSON patch replace: path {op['path']} does not exist")
+                parent[last] = op["value"]
+        elif kind == "remove":
+            try:
+                del parent[int(last) if isinstance(parent, list) else last]
+            except (KeyError, IndexError):
+                raise InvalidObject(f"JSON patch remove: path {op['path']} does not exist") from None
+        elif kind == "test":
+            value = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if value != op.get("value"):
+                raise InvalidObject(f"JSON patch test failed at {op['path']}")
+        else:
+            raise InvalidObject(f"unsupported JSON patch op {kind!r}")
+    return doc

@@ -1,0 +1,226 @@
+"""The local router: HAProxy (Debian's package) standing where Knative's ingress and activator
+stand on a cluster. One backend per InferenceService, one server per ready replica of each
+revision; the revision's traffic percent becomes its replicas' weights. Weights and servers
+change at runtime through the admin socket (no dropped connections); adding or removing a whole
+InferenceService re-renders the configuration from the recorded state and reloads the
+master-worker process (SIGUSR2), which is seamless for clients.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.ports import LOOPBACK
+from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry
+
+__all__ = ["HAProxyRouter", "MissingBinary", "find_haproxy", "start_router", "weight_for"]
+
+#: HAProxy weights run 0..256; a revision at 100% with one replica gets 250.
+_WEIGHT_SCALE = 2.5
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+class MissingBinary(RuntimeError):
+    pass
+
+
+def find_haproxy() -> str:
+    found = shutil.which("haproxy")
+    if not found:
+        raise MissingBinary(
+            "haproxy is not installed; install Debian's package (apt-get install -y haproxy) "
+            "or put an haproxy binary on PATH"
+        )
+    return found
+
+
+def weight_for(percent: float, replicas: int) -> int:
+    """Per-replica weight so that a revision's replicas together get `percent` of the traffic."""
+    if replicas <= 0 or percent <= 0:
+        return 0
+    return max(1, min(256, round(percent * _WEIGHT_SCALE / replicas)))
+
+
+def backend_name(namespace: str, isvc: str) -> str:
+    return _NAME_OK.sub("_", f"isvc.{namespace}.{isvc}")
+
+
+@dataclass
+class _Server:
+    address: str
+    port: int
+    weight: int
+
+
+@dataclass
+class HAProxyRouter:
+    process: ManagedProcess
+    url: str
+    metrics_url: str
+    admin_socket: Path
+    config_path: Path
+    state: Path
+    ready_seconds: float
+    # backend -> (path prefix model name, server name -> server). The source of truth for reloads.
+    _backends: dict[str, tuple[str, dict[str, _Server]]] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _bind: str = ""
+    _metrics_bind: str = ""
+
+    # --- runtime API -------------------------------------------------------------------------
+    def command(self, cmd: str, timeout: float = 5.0) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.admin_socket))
+            sock.sendall(cmd.encode() + b"\n")
+            chunks = []
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        return b"".join(chunks).decode(errors="replace").strip()
+
+    def ensure_backend(self, namespace: str, isvc: str) -> str:
+        name = backend_name(namespace, isvc)
+        with self._lock:
+            if name not in self._backends:
+                self._backends[name] = (isvc, {})
+                self._reload()
+        return name
+
+    def remove_backend(self, namespace: str, isvc: str) -> None:
+        name = backend_name(namespace, isvc)
+        with self._lock:
+            if self._backends.pop(name, None) is not None:
+                self._reload()
+
+    def set_servers(self, backend: str, wanted: dict[str, tuple[str, int, int]]) -> None:
+        """Make the backend's servers exactly `wanted` (name -> (address, port, weight))."""
+        with self._lock:
+            _model, servers = self._backends[backend]
+            for name in [n for n in servers if n not in wanted]:
+                self._del_server(backend, name)
+                servers.pop(name)
+            for name, (addr, port, weight) in wanted.items():
+                current = servers.get(name)
+                if current is None:
+                    self._add_server(backend, name, addr, port, weight)
+                    servers[name] = _Server(addr, port, weight)
+                elif current.weight != weight:
+                    self._expect_ok(self.command(f"set server {backend}/{name} weight {weight}"))
+                    current.weight = weight
+
+    def server_weights(self, backend: str) -> dict[str, int]:
+        with self._lock:
+            return {n: s.weight for n, s in self._backends[backend][1].items()}
+
+    def _add_server(self, backend: str, name: str, addr: str, port: int, weight: int) -> None:
+        out = self.command(f"add server {backend}/{name} {addr}:{port} weight {weight} check")
+        if "New server registered" not in out:
+            raise ComponentFailed(f"haproxy refused to add server {backend}/{name}: {out}")
+        self.command(f"enable health {backend}/{name}")
+        self.command(f"enable server {backend}/{name}")
+
+    def _del_server(self, backend: str, name: str) -> None:
+        self.command(f"set server {backend}/{name} state maint")
+        self.command(f"shutdown sessions server {backend}/{name}")
+        out = self.command(f"del server {backend}/{name}")
+        if "Server deleted" not in out:
+            raise ComponentFailed(f"haproxy refused to delete server {backend}/{name}: {out}")
+
+    @staticmethod
+    def _expect_ok(out: str) -> None:
+        if out:
+            raise ComponentFailed(f"haproxy runtime API said: {out}")
+
+    # --- configuration -----------------------------------------------------------------------
+    def render(self) -> str:
+        return render_config(self._bind, self._metrics_bind, self.admin_socket,
+                             {b: (m, {n: (s.address, s.port, s.weight) for n, s in srv.items()})
+                              for b, (m, srv) in self._backends.items()})
+
+    def _reload(self) -> None:
+        self.config_path.write_text(self.render())
+        check = find_haproxy()
+        import subprocess  # local: only reloads need it
+
+        result = subprocess.run([check, "-c", "-f", str(self.config_path)], capture_output=True,
+                                text=True, timeout=30)
+        if result.returncode != 0:
+            raise ComponentFailed(f"rendered haproxy config is invalid:\n{result.stdout}{result.stderr}")
+        os.kill(self.process.pid, signal.SIGUSR2)  # master-worker: start new worker, drain the old
+        # The new worker owns the admin socket once it answers.
+        self.process.wait_until(lambda: self._answers(), what="haproxy admin socket after reload",
+                                deadline_s=15)
+
+    def _answers(self) -> bool:
+        try:
+            return "Name:" in self.command("show info")
+        except OSError:
+            return False
+
+
+def render_config(bind: str, metrics_bind: str, admin_socket: Path,
+                  backends: dict[str, tuple[str, dict[str, tuple[str, int, int]]]]) -> str:
+    lines = [
+        "global",
+        f"  stats socket {admin_socket} mode 600 level admin expose-fd listeners",
+        "  hard-stop-after 10s",
+        "defaults",
+        "  mode http",
+        "  timeout connect 2s",
+        "  timeout client 60s",
+        "  timeout server 60s",
+        # Knative's activator retries a request whose connection failed; do the same, and only
+        # that: a 5xx from a model server must reach the client (and the canary judge).
+        "  retries 2",
+        "  option redispatch 1",
+        "  retry-on conn-failure empty-response",
+        "  default-server inter 1s fall 2 rise 1",
+        "frontend inference",
+        f"  bind {bind}",
+        "  option http-buffer-request",
+    ]
+    for backend, (model, _servers) in sorted(backends.items()):
+        lines.append(f"  use_backend {backend} if {{ path_beg /v2/models/{model}/ }}")
+    lines += [
+        "  default_backend no_route",
+        "frontend metrics",
+        f"  bind {metrics_bind}",
+        "  http-request use-service prometheus-exporter if { path /metrics }",
+        "  http-request return status 404",
+        "backend no_route",
+        '  http-request return status 404 content-type application/json '
+        'string "{\\"error\\":\\"no InferenceService routes this path\\"}"',
+    ]
+    for backend, (_model, servers) in sorted(backends.items()):
+        lines += [f"backend {backend}", "  balance roundrobin", "  option httpchk GET /v2/health/ready"]
+        for name, (addr, port, weight) in sorted(servers.items()):
+            lines.append(f"  server {name} {addr}:{port} weight {weight} check")
+    return "\n".join(lines) + "\n"
+
+
+def start_router(registry: ProcessRegistry, state: Path, port: int, metrics_port: int,
+                 deadline_s: float = 30.0) -> HAProxyRouter:
+    binary = find_haproxy()
+    home = state / "haproxy"
+    home.mkdir(parents=True, exist_ok=True)
+    admin = home / "admin.sock"
+    config = home / "haproxy.cfg"
+    bind, metrics_bind = f"{LOOPBACK}:{port}", f"{LOOPBACK}:{metrics_port}"
+    config.write_text(render_config(bind, metrics_bind, admin, {}))
+    # -W: master-worker, so SIGUSR2 reloads without dropping the listening sockets; -db: foreground.
+    proc = registry.start(ManagedProcess("haproxy", [binary, "-W", "-db", "-f", str(config)],
+                                         state / "logs" / "haproxy.log"))
+    router = HAProxyRouter(proc, f"http://{bind}", f"http://{metrics_bind}/metrics", admin, config, home,
+                           0.0, _bind=bind, _metrics_bind=metrics_bind)
+    router.ready_seconds = proc.wait_until(router._answers, what=f"haproxy admin socket {admin}",
+                                           deadline_s=deadline_s)
+    return router

@@ -1,0 +1,203 @@
+"""The seams of train -> register -> serve, each a named check that passes only on what it observed.
+
+One pipeline run (validate -> preprocess -> train -> gate -> deploy) per session, then every seam
+between KFP, MLflow, KServe and Prometheus is checked against the real components.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from fixtures.pipeline import EXPERIMENT, MODEL_NAME
+from harness.metrics.dialects import DIALECTS, render
+from harness.metrics.prometheus import wait_for_scalar
+from harness.pipeline.compile import inspect_compiled
+from harness.pipeline.dataset import FEATURES, LABEL, holdout_rows, make_dataset
+from harness.serving.client import IsvcFailed, IsvcWaitTimeout, predictor_status
+from harness.serving.storage import list_storage
+from harness.serving.v2 import infer, v2_outputs
+
+pytestmark = [pytest.mark.conformance, pytest.mark.stack]
+
+PIPELINE_TASKS = ("validate-data", "preprocess-data", "train-model", "quality-gate", "deploy-to-kserve")
+LOGGED_PARAMS = ("n_estimators", "max_depth", "learning_rate", "feature_count", "training_rows")
+LOGGED_METRICS = ("cv_f1_mean", "cv_f1_std")
+MLMODEL_MISSING = 'Could not find an "MLmodel" configuration file'
+
+
+@pytest.fixture(scope="module")
+def mlflow_client(stack) -> MlflowClient:
+    os.environ.update(stack.client_env())  # the harness's client reads artifacts from the same store
+    return MlflowClient(tracking_uri=stack.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def train_outputs(pipeline_run) -> dict:
+    return pipeline_run.task("train-model")
+
+
+def _run_id(train_outputs: dict) -> str:
+    return str(train_outputs["parameters"].get("mlflow_run_id")
+               or train_outputs["artifacts"]["model_output"]["metadata"]["mlflow_run_id"])
+
+
+def test_compiled_pipeline_keeps_resources_and_parameters(compiled_pipeline, seam) -> None:
+    with seam.check("compiled-yaml", "the row's kfp compiles the pipeline with GPU request, resources and "
+                                     "the MLflow tracking URI parameter") as ev:
+        info = inspect_compiled(compiled_pipeline.read_text())
+        ev.update(sdk_version=info.get("sdk_version"), train_resources=info["tasks"].get("train-model"),
+                  parameters=sorted(info.get("parameters", {})))
+        train = info["tasks"]["train-model"]["resources"]
+        assert train["accelerator_type"] == "nvidia.com/gpu" and int(train["accelerator_count"]) == 1, train
+        assert str(train["cpu_limit"]) in ("4", "4.0") and train["memory_limit"] in ("16Gi", 17.179869184, "17.179869184"), train
+        assert "mlflow_tracking_uri" in info["parameters"]
+        assert info["sdk_version"] == "kfp-2.9.0", info["sdk_version"]
+
+
+def test_pipeline_run_succeeded_and_every_task_produced_outputs(pipeline_run, seam) -> None:
+    with seam.check("pipeline-succeeded", "the KFP run succeeded and every task's outputs exist") as ev:
+        ev.update(state=pipeline_run.state, error=pipeline_run.error, seconds=round(pipeline_run.seconds, 1),
+                  tasks={t: v.get("state") for t, v in pipeline_run.tasks.items()},
+                  task_kfp_versions={t: v.get("kfp_version") for t, v in pipeline_run.tasks.items()})
+        assert pipeline_run.state == "SUCCEEDED", pipeline_run.error
+        missing = []
+        for name in PIPELINE_TASKS:
+            task = pipeline_run.task(name)
+            for art_name, art in (task.get("artifacts") or {}).items():
+                path = art.get("path")
+                if art.get("type", "").endswith("Metrics"):
+                    if not art.get("metadata"):
+                        missing.append(f"{name}.{art_name} (empty metrics)")
+                elif not path or not os.path.exists(path):
+                    missing.append(f"{name}.{art_name} ({path})")
+        ev["missing_outputs"] = missing
+        assert not missing, missing
+
+
+def test_exactly_one_mlflow_run_with_params_and_metrics(pipeline_run, train_outputs, mlflow_client, seam,
+                                                       dataset_path) -> None:
+    with seam.check("mlflow-run-logged", "exactly one MLflow run with the logged params and metrics; "
+                                         "KFP's metrics equal MLflow's") as ev:
+        experiment = mlflow_client.get_experiment_by_name(EXPERIMENT)
+        assert experiment is not None, f"experiment {EXPERIMENT} does not exist in MLflow"
+        runs = mlflow_client.search_runs([experiment.experiment_id])
+        ev["runs"] = [r.info.run_id for r in runs]
+        assert len(runs) == 1, f"expected exactly one run, found {len(runs)}"
+        run = runs[0]
+        assert run.info.run_id == _run_id(train_outputs)
+        ev["params"], ev["metrics"] = run.data.params, run.data.metrics
+        data = make_dataset()
+        expected = {"n_estimators": str(pipeline_run.params.get("n_estimators", 50)),
+                    "feature_count": str(data.shape[1] - 1), "training_rows": str(len(data))}
+        for key in LOGGED_PARAMS:
+            assert key in run.data.params, f"param {key} not logged"
+        for key, value in expected.items():
+            assert run.data.params[key] == value, (key, run.data.params[key], value)
+        kfp_metrics = train_outputs["artifacts"]["metrics_output"]["metadata"]
+        ev["kfp_metrics"] = kfp_metrics
+        for key in LOGGED_METRICS:
+            assert key in run.data.metrics, f"metric {key} not logged"
+            assert float(kfp_metrics[key]) == pytest.approx(run.data.metrics[key], abs=1e-12), key
+
+
+def test_registered_version_comes_from_that_run(train_outputs, mlflow_client, seam) -> None:
+    with seam.check("model-version-registered", "a registered model version whose source is that run") as ev:
+        run_id = _run_id(train_outputs)
+        versions = mlflow_client.search_model_versions(f"name='{MODEL_NAME}'")
+        ev["versions"] = [{"version": v.version, "run_id": v.run_id, "source": v.source, "status": v.status}
+                          for v in versions]
+        mine = [v for v in versions if v.run_id == run_id]
+        assert len(mine) == 1, f"expected one version from run {run_id}"
+        run = mlflow_client.get_run(run_id)
+        assert mine[0].source == f"{run.info.artifact_uri}/model", (mine[0].source, run.info.artifact_uri)
+        assert mine[0].status == "READY"
+
+
+def test_storage_uri_resolves_to_a_model_directory(deployment, train_outputs, mlflow_client, stack, seam) -> None:
+    with seam.check("storage-uri-holds-mlmodel", "storageUri = artifact_uri + /model and it holds MLmodel") as ev:
+        storage_uri = deployment.isvc["spec"]["predictor"]["model"]["storageUri"]
+        artifact_uri = mlflow_client.get_run(_run_id(train_outputs)).info.artifact_uri
+        files = list_storage(storage_uri, stack.client_env())
+        ev.update(storage_uri=storage_uri, artifact_uri=artifact_uri, files=files)
+        assert storage_uri == artifact_uri + "/model"
+        assert storage_uri.startswith("s3://") or stack.config.artifact_store == "files"
+        assert "MLmodel" in files, files
+
+
+def test_served_revision_carries_the_run_id(deployment, train_outputs, seam) -> None:
+    with seam.check("served-revision-run-id", "the served revision's mlflow-run-id label equals the run id") as ev:
+        isvc = deployment.isvc
+        comp = predictor_status(isvc)
+        ev.update(labels=isvc["metadata"].get("labels"), traffic=comp.get("traffic"),
+                  latest_ready=comp.get("latestReadyRevision"))
+        assert isvc["metadata"]["labels"]["mlflow-run-id"] == _run_id(train_outputs)
+        serving = {t["revisionName"] for t in comp["traffic"] if t["percent"] > 0}
+        assert serving == {comp["latestReadyRevision"]}, "the ready revision is not the one serving"
+
+
+def test_endpoint_predictions_equal_the_registered_model(deployment, train_outputs, stack, seam) -> None:
+    with seam.check("predictions-match", "the endpoint's V2 predictions equal the registered model's own "
+                                         "predictions on held-out rows") as ev:
+        rows = holdout_rows(50)
+        version = train_outputs["parameters"].get("registered_model_version") or \
+            train_outputs["artifacts"]["model_output"]["metadata"].get("registered_model_version")
+        model_uri = f"models:/{MODEL_NAME}/{int(float(version))}"
+        reference = stack.reference_predictions(model_uri, rows)
+        response = infer(stack.inference_base_url(deployment.name), deployment.name, rows)
+        served = v2_outputs(response)
+        ev.update(model_uri=model_uri, rows=len(rows), served_head=served[:10],
+                  reference_head=reference["predictions"][:10], reference_mlflow=reference["mlflow"],
+                  served_model_version=response.get("model_version"))
+        assert [int(x) for x in served] == [int(x) for x in reference["predictions"]]
+
+
+def test_prometheus_scraped_the_revision(deployment, stack, seam) -> None:
+    with seam.check("prometheus-scraped", "Prometheus has scraped the serving revision's requests") as ev:
+        revision = predictor_status(deployment.isvc)["latestReadyRevision"]
+        rows = holdout_rows(5)
+        sent = 20
+        for _ in range(sent):
+            infer(stack.inference_base_url(deployment.name), deployment.name, rows)
+        query = ('sum(rest_server_requests_total{{isvc="{isvc}",revision="{revision}",path=~".*/infer"}})'
+                 .format(isvc=deployment.name, revision=revision))
+        value = wait_for_scalar(stack.prometheus_url, query, lambda v: v is not None and v >= sent,
+                                what=f"{sent} inference requests counted for {revision}", deadline_s=30)
+        ev.update(query=query, counted=value, sent_at_least=sent,
+                  dialect_requests=render(DIALECTS[stack.metric_dialect].requests, isvc=deployment.name,
+                                          revision=revision, window="5m"))
+        assert value is not None and value >= sent
+
+
+def test_broken_storage_uri_fails_with_mlflows_own_message(deployment, stack, seam) -> None:
+    """Negative seam: storageUri without /model fails the revision with MLflow's error, not a timeout."""
+    with seam.check("broken-seam-detected", "storageUri without /model fails with MLflow's own "
+                                            "'Could not find an \"MLmodel\"' message, not a timeout") as ev:
+        broken = copy.deepcopy(deployment.isvc)
+        name = f"{deployment.name}-broken"
+        broken["metadata"] = {"name": name, "namespace": deployment.isvc["metadata"]["namespace"],
+                              "labels": deployment.isvc["metadata"].get("labels", {}),
+                              "annotations": deployment.isvc["metadata"].get("annotations", {})}
+        broken.pop("status", None)
+        uri = broken["spec"]["predictor"]["model"]["storageUri"]
+        broken["spec"]["predictor"]["model"]["storageUri"] = uri[: -len("/model")]
+        broken["spec"]["predictor"]["minReplicas"] = 1
+        ev["storage_uri"] = broken["spec"]["predictor"]["model"]["storageUri"]
+        started = time.monotonic()
+        stack.isvc.create_or_patch(broken)
+        try:
+            with pytest.raises(IsvcFailed) as failure:
+                stack.isvc.wait_ready(name, deadline_s=stack.config.isvc_deadline_s)
+        except IsvcWaitTimeout as exc:  # the wrong way to fail: say so
+            pytest.fail(f"the broken deploy timed out instead of failing with MLflow's message: {exc}")
+        finally:
+            elapsed = time.monotonic() - started
+        ev.update(seconds_to_failure=round(elapsed, 1), message=str(failure.value)[-1500:],
+                  model_status=failure.value.isvc.get("status", {}).get("modelStatus"))
+        assert MLMODEL_MISSING in str(failure.value)
+        assert elapsed < stack.config.isvc_deadline_s
+        stack.isvc.delete(name)
