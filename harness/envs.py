@@ -89,7 +89,8 @@ def _python_version() -> str:
 
 
 def env_dir_for(cache: Path, role: Role) -> Path:
-    key = json.dumps({"recipe": _BUILD_RECIPE, "python": _python_version(), "pins": sorted(role.pins)})
+    key = json.dumps({"recipe": _BUILD_RECIPE, "python": _python_version(), "pins": sorted(role.pins),
+                      "exclude_newer": role.exclude_newer})
     return cache / f"{role.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -123,7 +124,8 @@ def ensure_env(row: Row, role_name: str, *, cache: Path | None = None,
         started = time.monotonic()
         steps = [
             [*_uv(), "venv", "--quiet", "--python", _base_python(), str(building)],
-            [*_uv(), "pip", "install", "--python", str(building / "bin" / "python"), *role.pins],
+            [*_uv(), "pip", "install", "--python", str(building / "bin" / "python"),
+             *(["--exclude-newer", role.exclude_newer] if role.exclude_newer else []), *role.pins],
         ]
         for argv in steps:
             try:

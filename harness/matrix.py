@@ -28,7 +28,8 @@ ROLES = ("tracking", "pipeline", "serving", "storage", "runner")
 
 _ROW_KEYS = {"kind", "description", "python", "kfp_backend", "mlflow", "kserve", "kubernetes",
              "roles", "kind_node_images", "cluster", "why"}
-_ROLE_KEYS = {"pins", "why", "image"}
+_ROLE_KEYS = {"pins", "why", "image", "exclude_newer"}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!*-]+$")
 
 
@@ -42,6 +43,7 @@ class Role:
     pins: tuple[str, ...]
     why: str = ""
     image: str = ""
+    exclude_newer: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,5 +176,9 @@ def _parse_role(where: str, role: str, raw: Any) -> Role:
                 f"{where}: role {role!r} pin {pin!r} is not an exact pin; write it as name==version "
                 "(for example \"mlflow==2.17.2\")"
             )
+    exclude_newer = raw.get("exclude_newer", "")
+    if exclude_newer and (not isinstance(exclude_newer, str) or not _DATE.match(exclude_newer)):
+        raise MatrixError(f"{where}: role {role!r} exclude_newer must be a date like \"2024-03-15\", "
+                          f"not {exclude_newer!r}")
     return Role(name=role, pins=tuple(p.strip() for p in pins), why=str(raw.get("why", "")),
-                image=str(raw.get("image", "")))
+                image=str(raw.get("image", "")), exclude_newer=exclude_newer)

@@ -1,6 +1,6 @@
 """Run inside a role environment (`python -m harness.modelcheck ...`): load an MLflow model with
 that environment's own mlflow and report its predictions, so the endpoint can be compared with
-the registered model itself. Needs only mlflow and pandas (both in every model-bearing role)."""
+the registered model itself. Needs mlflow, pandas and pyarrow (in every model-bearing role)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.modelcheck")
     parser.add_argument("--model-uri", required=True)
-    parser.add_argument("--input", required=True, help="JSON of a DataFrame, orient=split")
+    parser.add_argument("--input", required=True, help="a DataFrame as parquet (keeps the dtypes exactly)")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
 
@@ -24,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = mlflow.pyfunc.load_model(args.model_uri)
-        with open(args.input) as fh:
-            frame = pd.read_json(fh, orient="split")
+        frame = pd.read_parquet(args.input)
         predictions = model.predict(frame)
     values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
     with open(args.output, "w") as fh:

@@ -79,6 +79,10 @@ class Profile(abc.ABC):
     def isvc(self) -> IsvcClient: ...
 
     @abc.abstractmethod
+    def revision_logs(self, name: str, revision: str) -> dict[str, str]:
+        """Container logs of a revision's replicas (pods), by replica name."""
+
+    @abc.abstractmethod
     def inference_base_url(self, name: str) -> str:
         """Where V2 requests for InferenceService `name` go (`<base>/v2/models/<name>/infer`)."""
 

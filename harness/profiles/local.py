@@ -195,9 +195,9 @@ class LocalProfile(Profile):
     def reference_predictions(self, model_uri: str, frame: "Any") -> dict[str, Any]:
         """The registered model's own predictions, computed by the pipeline role's mlflow."""
         work = Path(tempfile.mkdtemp(dir=self.state, prefix="modelcheck-"))
-        frame.to_json(work / "input.json", orient="split")
+        frame.to_parquet(work / "input.parquet")
         run_checked([str(self.envs["pipeline"].python), "-m", "harness.modelcheck", "--model-uri", model_uri,
-                     "--input", str(work / "input.json"), "--output", str(work / "output.json")],
+                     "--input", str(work / "input.parquet"), "--output", str(work / "output.json")],
                     what=f"predicting with {model_uri} in the pipeline environment", timeout=300,
                     env=self._role_env(), cwd=work)
         return json.loads((work / "output.json").read_text())
@@ -207,6 +207,18 @@ class LocalProfile(Profile):
     def isvc(self) -> IsvcClient:
         assert self._isvc is not None, "stack not started"
         return self._isvc
+
+    def revision_logs(self, name: str, revision: str) -> dict[str, str]:
+        """Each replica's container log for a revision (`kubectl logs` on a cluster)."""
+        assert self.emulation is not None, "stack not started"
+        rev = self.emulation.revision(self.namespace, name, revision)
+        return {replica.name: replica.log() for replica in rev.replicas} or self._stopped_replica_logs(revision)
+
+    def _stopped_replica_logs(self, revision: str) -> dict[str, str]:
+        logs = {}
+        for path in sorted((self.state / "kserve" / self.namespace / revision).glob("replica-*/mlserver.log")):
+            logs[f"{revision}-{path.parent.name}"] = "\n".join(path.read_text(errors="replace").splitlines()[-400:])
+        return logs
 
     def inference_base_url(self, name: str) -> str:
         assert self.router is not None, "stack not started"

@@ -130,5 +130,7 @@ def failed_revision(isvc: dict) -> str | None:
     model_status = (isvc.get("status") or {}).get("modelStatus") or {}
     if model_status.get("transitionStatus") in ("BlockedByFailedLoad", "InvalidSpec"):
         info = model_status.get("lastFailureInfo") or {}
-        return f"{info.get('reason')}: {info.get('message')}"
+        ready = condition(isvc, "PredictorReady") or {}
+        return (f"{info.get('reason')} (exit code {info.get('exitCode')}): {info.get('message') or '(no message)'}"
+                f"; PredictorReady: {ready.get('reason', '')}: {ready.get('message', '')}")
     return None

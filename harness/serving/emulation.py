@@ -114,6 +114,7 @@ class Revision:
     reason: str = ""
     message: str = ""
     failure_exit_code: int = 0
+    termination_message: str = ""  # what KServe copies into modelStatus.lastFailureInfo.message
     storage_state: str = "Pending"  # Pending | Running | Terminated-OK | Terminated-Error
     scaled_to_zero: bool = False
     last_traffic_at: float = field(default_factory=time.monotonic)
@@ -412,7 +413,8 @@ class KServeEmulation:
                 result = replica.initialize_storage(self.storage_env, rev.storage_uri, self.storage_env_vars)
                 if not result.ok:
                     rev.storage_state = "Terminated-Error"
-                    self._fail(rev, "StorageInitializerFailed", result.log.strip()[-2048:], result.exit_code)
+                    rev.termination_message = result.log.strip()[-2048:]
+                    self._fail(rev, "StorageInitializerFailed", rev.termination_message, result.exit_code)
                     return
             rev.storage_state = "Terminated-OK"
             for replica in fresh:
@@ -439,8 +441,14 @@ class KServeEmulation:
             if rev.state == "Deploying":
                 if dead:
                     victim = dead[0]
-                    self._fail(rev, f"ExitCode{victim.process.exit_code()}",
-                               victim.termination_message(), victim.process.exit_code() or 1)
+                    code = victim.process.exit_code()
+                    # Knative: "Container failed with: <termination message>". With exit code 0
+                    # Kubernetes keeps no message: the cause is only in the container's log.
+                    rev.termination_message = victim.termination_message()
+                    self._fail(rev, f"ExitCode{code}",
+                               f"Container failed with: {rev.termination_message}" if rev.termination_message
+                               else f"Container exited with code {code} before it was ready "
+                                    "(restarted into CrashLoopBackOff); its log holds the cause", code or 0)
                     for replica in rev.replicas:
                         replica.stop(self.registry)
                     continue
@@ -613,8 +621,12 @@ class KServeEmulation:
         if latest_created.state == "Failed":
             states["targetModelState"] = "FailedToLoad"
             out["transitionStatus"] = "BlockedByFailedLoad"
-            out["lastFailureInfo"] = {"reason": "ModelLoadFailed", "message": latest_created.message,
-                                      "exitCode": latest_created.failure_exit_code}
+            info = {"reason": "ModelLoadFailed", "exitCode": latest_created.failure_exit_code}
+            if latest_created.reason == "StorageInitializerFailed":
+                info["message"] = latest_created.message
+            elif latest_created.termination_message:
+                info["message"] = latest_created.termination_message
+            out["lastFailureInfo"] = info
         elif ready and status["components"]["predictor"].get("latestReadyRevision") == latest_created.name:
             states.update(targetModelState="Loaded", activeModelState="Loaded")
             out["transitionStatus"] = "UpToDate"

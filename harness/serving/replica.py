@@ -19,8 +19,10 @@ from harness.serving.storage_initializer import DownloadResult, download_model
 
 __all__ = ["Replica", "TERMINATION_MESSAGE_BYTES"]
 
-#: Kubernetes' FallbackToLogsOnError keeps the last 2048 bytes (or 80 lines) of the log.
+#: Kubernetes' FallbackToLogsOnError: the last 2048 bytes or 80 lines of the log, whichever is
+#: smaller, and only when the container exited with an error (non-zero).
 TERMINATION_MESSAGE_BYTES = 2048
+TERMINATION_MESSAGE_LINES = 80
 MLFLOW_RUNTIME = "mlserver_mlflow.MLflowRuntime"
 
 
@@ -97,13 +99,24 @@ class Replica:
             return False
 
     def termination_message(self) -> str:
-        if self.process is None:
-            return ""
+        if self.process is None or not self.process.exit_code():
+            return ""  # exit 0: Kubernetes does not fall back to the log
         try:
             data = self.process.log_path.read_bytes()
         except OSError:
             return ""
-        return data[-TERMINATION_MESSAGE_BYTES:].decode(errors="replace").strip()
+        tail = data[-TERMINATION_MESSAGE_BYTES:].decode(errors="replace")
+        return "\n".join(tail.splitlines()[-TERMINATION_MESSAGE_LINES:]).strip()
+
+    def log(self, lines: int = 400) -> str:
+        """What `kubectl logs` would show for this replica's container."""
+        if self.process is None:
+            return ""
+        try:
+            text = self.process.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, registry: ProcessRegistry) -> None:
         if self.process is not None:

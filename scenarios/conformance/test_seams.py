@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import time
 
 import pytest
@@ -27,7 +28,11 @@ pytestmark = [pytest.mark.conformance, pytest.mark.stack]
 PIPELINE_TASKS = ("validate-data", "preprocess-data", "train-model", "quality-gate", "deploy-to-kserve")
 LOGGED_PARAMS = ("n_estimators", "max_depth", "learning_rate", "feature_count", "training_rows")
 LOGGED_METRICS = ("cv_f1_mean", "cv_f1_std")
-MLMODEL_MISSING = 'Could not find an "MLmodel" configuration file'
+# MLflow's own words for a model folder without MLmodel. The seed quotes the first, which MLflow
+# raises from 2.11 on; the MLflow 2.10.2 inside KServe 0.14's MLServer image raises the second.
+SEED_MLMODEL_MESSAGE = 'Could not find an "MLmodel" configuration file'
+MLMODEL_MISSING = re.compile(r'(Could not find an "MLmodel" configuration file at|'
+                             r"No such file or directory: )['\"]?[^'\"]*/MLmodel")
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +51,19 @@ def _run_id(train_outputs: dict) -> str:
                or train_outputs["artifacts"]["model_output"]["metadata"]["mlflow_run_id"])
 
 
-def test_compiled_pipeline_keeps_resources_and_parameters(compiled_pipeline, seam) -> None:
+def test_compiled_pipeline_keeps_resources_and_parameters(compiled_pipeline, stack, seam) -> None:
     with seam.check("compiled-yaml", "the row's kfp compiles the pipeline with GPU request, resources and "
                                      "the MLflow tracking URI parameter") as ev:
         info = inspect_compiled(compiled_pipeline.read_text())
-        ev.update(sdk_version=info.get("sdk_version"), train_resources=info["tasks"].get("train-model"),
-                  parameters=sorted(info.get("parameters", {})))
         train = info["tasks"]["train-model"]["resources"]
-        assert train["accelerator_type"] == "nvidia.com/gpu" and int(train["accelerator_count"]) == 1, train
-        assert str(train["cpu_limit"]) in ("4", "4.0") and train["memory_limit"] in ("16Gi", 17.179869184, "17.179869184"), train
+        ev.update(sdk_version=info.get("sdkVersion"), train_resources=train, conditions=info["conditions"],
+                  parameters=sorted(info.get("parameters", {})))
+        assert train["accelerator_type"] == "nvidia.com/gpu" and train["accelerator_count"] == 1, train
+        assert train["cpu_limit"] == 4.0, train
+        assert train["memory_limit_bytes"] == 16 * 2**30, train  # 16Gi
         assert "mlflow_tracking_uri" in info["parameters"]
-        assert info["sdk_version"] == "kfp-2.9.0", info["sdk_version"]
+        assert info["sdkVersion"] == f"kfp-{stack.row.role('pipeline').pins[0].split('==')[1]}", info["sdkVersion"]
+        assert any("passed" in c["expression"] for c in info["conditions"]), info["conditions"]
 
 
 def test_pipeline_run_succeeded_and_every_task_produced_outputs(pipeline_run, seam) -> None:
@@ -175,8 +182,9 @@ def test_prometheus_scraped_the_revision(deployment, stack, seam) -> None:
 
 def test_broken_storage_uri_fails_with_mlflows_own_message(deployment, stack, seam) -> None:
     """Negative seam: storageUri without /model fails the revision with MLflow's error, not a timeout."""
-    with seam.check("broken-seam-detected", "storageUri without /model fails with MLflow's own "
-                                            "'Could not find an \"MLmodel\"' message, not a timeout") as ev:
+    with seam.check("broken-seam-detected", "storageUri without /model fails the revision (status "
+                                            "ModelLoadFailed) with MLflow's own missing-MLmodel error, not a "
+                                            "timeout") as ev:
         broken = copy.deepcopy(deployment.isvc)
         name = f"{deployment.name}-broken"
         broken["metadata"] = {"name": name, "namespace": deployment.isvc["metadata"]["namespace"],
@@ -196,8 +204,22 @@ def test_broken_storage_uri_fails_with_mlflows_own_message(deployment, stack, se
             pytest.fail(f"the broken deploy timed out instead of failing with MLflow's message: {exc}")
         finally:
             elapsed = time.monotonic() - started
-        ev.update(seconds_to_failure=round(elapsed, 1), message=str(failure.value)[-1500:],
-                  model_status=failure.value.isvc.get("status", {}).get("modelStatus"))
-        assert MLMODEL_MISSING in str(failure.value)
+        isvc = failure.value.isvc
+        revision = predictor_status(isvc).get("latestCreatedRevision")
+        logs = stack.revision_logs(name, revision)
+        in_logs = {replica: bool(MLMODEL_MISSING.search(text)) for replica, text in logs.items()}
+        mlflow_lines = [line.strip() for text in logs.values() for line in text.splitlines()
+                        if MLMODEL_MISSING.search(line)][:2]
+        ev.update(seconds_to_failure=round(elapsed, 1), status_failure=str(failure.value)[-1500:],
+                  model_status=isvc.get("status", {}).get("modelStatus"), failed_revision=revision,
+                  mlflow_error_in_replica_logs=in_logs, mlflow_error_lines=mlflow_lines,
+                  # What KServe's status itself carries depends on the container's exit code: with exit 0
+                  # Kubernetes keeps no termination message, so the cause is only in the pod's log.
+                  status_carries_mlflow_message=bool(MLMODEL_MISSING.search(str(failure.value))),
+                  seed_message_seen=any(SEED_MLMODEL_MESSAGE in line for line in mlflow_lines))
+        assert "ModelLoadFailed" in str(failure.value), "the failure was not reported in the status"
+        assert mlflow_lines, f"MLflow's message is in no replica log of {revision}: {list(logs)}"
         assert elapsed < stack.config.isvc_deadline_s
+        traffic = predictor_status(stack.isvc.get(deployment.name)).get("traffic")
+        ev["healthy_service_traffic_unchanged"] = traffic
         stack.isvc.delete(name)
