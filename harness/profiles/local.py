@@ -235,7 +235,13 @@ class LocalProfile(Profile):
         return "mlserver"
 
     def timings(self) -> dict[str, float]:
-        return dict(self._timings)
+        timings = dict(self._timings)
+        if self.emulation is not None:
+            for svc_revisions in self.emulation.all_revisions():
+                for rev in svc_revisions:
+                    if rev.ready_seconds is not None:
+                        timings[f"revision_ready_s[{rev.name}]"] = rev.ready_seconds
+        return timings
 
     def component_logs(self) -> dict[str, str]:
         logs = {}

@@ -117,6 +117,7 @@ class Revision:
     termination_message: str = ""  # what KServe copies into modelStatus.lastFailureInfo.message
     storage_state: str = "Pending"  # Pending | Running | Terminated-OK | Terminated-Error
     scaled_to_zero: bool = False
+    ready_seconds: float | None = None  # creation -> Ready: storage initializer + model load
     last_traffic_at: float = field(default_factory=time.monotonic)
     starting: bool = False
 
@@ -249,6 +250,10 @@ class KServeEmulation:
             if rev.name == revision:
                 return rev
         raise NotFound(f"revision {revision} of {namespace}/{name} not found")
+
+    def all_revisions(self) -> list[list[Revision]]:
+        with self._lock:
+            return [list(svc.revisions) for svc in self._services.values()]
 
     def events(self) -> list[dict]:
         with self._lock:
@@ -454,7 +459,9 @@ class KServeEmulation:
                     continue
                 if rev.replicas and len(rev.ready_replicas()) >= rev.initial_scale:
                     rev.state = "Ready"
-                    self._event(rev.namespace, rev.isvc, "RevisionReady", rev.name)
+                    rev.ready_seconds = now - rev.created
+                    self._event(rev.namespace, rev.isvc, "RevisionReady",
+                                f"{rev.name} ready {rev.ready_seconds:.1f}s after it was created")
                 elif now - rev.created > self.config.progress_deadline_s:
                     self._fail(rev, "ProgressDeadlineExceeded",
                                f'Revision "{rev.name}" failed to become ready within '

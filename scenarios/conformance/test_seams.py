@@ -28,8 +28,8 @@ pytestmark = [pytest.mark.conformance, pytest.mark.stack]
 PIPELINE_TASKS = ("validate-data", "preprocess-data", "train-model", "quality-gate", "deploy-to-kserve")
 LOGGED_PARAMS = ("n_estimators", "max_depth", "learning_rate", "feature_count", "training_rows")
 LOGGED_METRICS = ("cv_f1_mean", "cv_f1_std")
-# MLflow's own words for a model folder without MLmodel. The seed quotes the first, which MLflow
-# raises from 2.11 on; the MLflow 2.10.2 inside KServe 0.14's MLServer image raises the second.
+# MLflow's own words for a model folder without MLmodel. The seed quotes the first, which newer
+# MLflow raises (2.17.2 does); the MLflow 2.10.2 inside KServe 0.14's MLServer image raises the second.
 SEED_MLMODEL_MESSAGE = 'Could not find an "MLmodel" configuration file'
 MLMODEL_MISSING = re.compile(r'(Could not find an "MLmodel" configuration file at|'
                              r"No such file or directory: )['\"]?[^'\"]*/MLmodel")
