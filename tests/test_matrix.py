@@ -8,7 +8,7 @@ import pytest
 
 from harness.matrix import DEFAULT_MATRIX_PATH, ROLES, MatrixError, load_matrix
 
-SEED_ROWS = {"kfp2.3-mlflow2.17-kserve0.14"}
+SEED_ROWS = {"kfp2.3-mlflow2.17-kserve0.14", "kfp2.2-mlflow2.15-kserve0.13", "kfp2.1-mlflow2.12-kserve0.12"}
 
 
 def test_shipped_matrix_has_the_seed_rows_with_every_role_pinned_exactly() -> None:
@@ -23,6 +23,10 @@ def test_shipped_matrix_has_the_seed_rows_with_every_role_pinned_exactly() -> No
     assert "kfp==2.9.0" in row.role("pipeline").pins
     assert row.role("serving").image == "docker.io/seldonio/mlserver:1.5.0"
     assert set(row.kind_node_images) == set(row.kubernetes)
+    for name, other in matrix.rows.items():
+        assert set(other.kind_node_images) == set(other.kubernetes), name
+        assert all("@sha256:" in image for image in other.kind_node_images.values()), name
+    assert {r.kind for r in matrix.rows.values()} == {"seed", "candidate"}
 
 
 def _write(tmp_path: Path, body: str) -> Path:

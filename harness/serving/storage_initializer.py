@@ -14,9 +14,13 @@ from harness.envs import RoleEnv
 __all__ = ["DownloadResult", "download_model"]
 
 # The init container's entrypoint is `Storage.download(src_uri, dest_path)`; nothing more.
+# KServe <= 0.14 ships it as kserve.storage; from 0.15 it is the separate kserve-storage package.
 _SCRIPT = """
 import sys
-from kserve.storage import Storage
+try:
+    from kserve_storage import Storage
+except ImportError:
+    from kserve.storage import Storage
 Storage.download(sys.argv[1], out_dir=sys.argv[2])
 """
 

@@ -19,8 +19,11 @@ from pathlib import Path
 from harness.ports import LOOPBACK
 from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry
 
-__all__ = ["HAProxyRouter", "MissingBinary", "find_haproxy", "start_router", "weight_for"]
+__all__ = ["SERVED_BY_HEADER", "HAProxyRouter", "MissingBinary", "find_haproxy", "revision_of", "start_router",
+           "weight_for"]
 
+#: Response header naming the replica (<revision>-r<i>) that answered.
+SERVED_BY_HEADER = "x-seamcheck-served-by"
 #: HAProxy weights run 0..256; a revision at 100% with one replica gets 250.
 _WEIGHT_SCALE = 2.5
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.:-]")
@@ -45,6 +48,11 @@ def weight_for(percent: float, replicas: int) -> int:
     if replicas <= 0 or percent <= 0:
         return 0
     return max(1, min(256, round(percent * _WEIGHT_SCALE / replicas)))
+
+
+def revision_of(served_by: str) -> str:
+    """The revision name from a served-by header value (`<revision>-r<i>`)."""
+    return served_by.rsplit("-r", 1)[0]
 
 
 def backend_name(namespace: str, isvc: str) -> str:
@@ -187,6 +195,9 @@ def render_config(bind: str, metrics_bind: str, admin_socket: Path,
         "frontend inference",
         f"  bind {bind}",
         "  option http-buffer-request",
+        # Which replica answered (server names are <revision>-r<i>): lets load tests measure the
+        # split per revision from responses. Harness instrumentation; Knative adds no such header.
+        f"  http-response set-header {SERVED_BY_HEADER} %s",
     ]
     for backend, (model, _servers) in sorted(backends.items()):
         lines.append(f"  use_backend {backend} if {{ path_beg /v2/models/{model}/ }}")
