@@ -95,6 +95,16 @@ class Profile(abc.ABC):
     @abc.abstractmethod
     def metric_dialect(self) -> str: ...
 
+    # --- faults the canary and chaos scenarios need; each acts only on what the harness owns
+    @abc.abstractmethod
+    def fault_stop_prometheus(self) -> None: ...
+
+    @abc.abstractmethod
+    def fault_restore_prometheus(self) -> None: ...
+
+    @abc.abstractmethod
+    def fault_kill_revision(self, name: str, revision: str, sig: int = 9) -> list[int]: ...
+
     def versions(self) -> dict[str, Any]:
         return self.row.versions()
 

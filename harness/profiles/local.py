@@ -234,6 +234,35 @@ class LocalProfile(Profile):
     def metric_dialect(self) -> str:
         return "mlserver"
 
+    # ------------------------------------------------------------------ faults (blast radius: ours only)
+    def fault_stop_prometheus(self) -> None:
+        assert self.prometheus is not None, "stack not started"
+        proc = self.prometheus.process
+        assert self.registry.owns(proc.pid), "refusing to stop a Prometheus the harness did not start"
+        proc.stop()
+        self.registry.forget(proc)
+
+    def fault_restore_prometheus(self) -> None:
+        assert self.prometheus is not None and self.router is not None, "stack not started"
+        port = int(self.prometheus.url.rsplit(":", 1)[1])
+        self.prometheus = start_prometheus(
+            self.registry, self.state, port,
+            proxy_metrics=self.router.metrics_url.split("//", 1)[1].split("/")[0],
+            deadline_s=self.config.component_deadline_s)
+        if self.emulation is not None:
+            self.emulation.prometheus = self.prometheus
+
+    def fault_kill_revision(self, name: str, revision: str, sig: int = 9) -> list[int]:
+        """SIGKILL (by default) every replica process group of one revision; returns their pids."""
+        assert self.emulation is not None, "stack not started"
+        killed = []
+        for replica in self.emulation.revision(self.namespace, name, revision).replicas:
+            if replica.process is not None and replica.alive():
+                assert self.registry.owns(replica.process.pid), f"{replica.name} is not the harness's process"
+                replica.process.kill(sig)
+                killed.append(replica.process.pid)
+        return killed
+
     def timings(self) -> dict[str, float]:
         timings = dict(self._timings)
         if self.emulation is not None:

@@ -54,8 +54,14 @@ class PrometheusServer:
 
     def set_targets(self, targets: Iterable[ScrapeTarget]) -> None:
         groups = [{"targets": [t.address], "labels": dict(t.labels)} for t in targets]
+        text = json.dumps(groups, indent=1)
+        try:
+            if self.targets_file.read_text() == text:
+                return  # unchanged: do not make Prometheus re-read it
+        except OSError:
+            pass
         tmp = self.targets_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups, indent=1))
+        tmp.write_text(text)
         os.replace(tmp, self.targets_file)  # atomic: Prometheus never reads half a file
 
     def active_targets(self) -> list[dict]:
@@ -82,7 +88,8 @@ def start_prometheus(registry: ProcessRegistry, state: Path, port: int, *, proxy
     home = state / "prometheus"
     (home / "data").mkdir(parents=True, exist_ok=True)
     targets_file = home / "model-servers.json"
-    targets_file.write_text("[]")
+    if not targets_file.exists():  # a restart keeps the targets the emulation last published
+        targets_file.write_text("[]")
     config = home / "prometheus.yml"
     config.write_text(render_config(targets_file, proxy_metrics))
     argv = [

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 import boto3
 
-__all__ = ["list_storage", "read_storage_file"]
+__all__ = ["copy_storage", "list_storage", "read_storage_file"]
 
 
 def _s3(env: dict[str, str]):
@@ -38,3 +38,21 @@ def read_storage_file(uri: str, name: str, env: dict[str, str]) -> str:
         return _s3(env).get_object(Bucket=parsed.netloc, Key=key)["Body"].read().decode()
     root = Path(parsed.path if parsed.scheme == "file" else uri)
     return (root / name).read_text()
+
+
+def copy_storage(src: str, dst: str, env: dict[str, str]) -> list[str]:
+    """Copy every object under `src` to `dst` (same store); returns the copied relative paths.
+    Used to publish a model under a new storageUri, which is what a new model version is to KServe."""
+    files = list_storage(src, env)
+    ps, pd = urlparse(src), urlparse(dst)
+    if ps.scheme == "s3":
+        client = _s3(env)
+        for rel in files:
+            client.copy_object(Bucket=pd.netloc, Key=pd.path.lstrip("/").rstrip("/") + "/" + rel,
+                               CopySource={"Bucket": ps.netloc, "Key": ps.path.lstrip("/").rstrip("/") + "/" + rel})
+        return files
+    import shutil
+
+    shutil.copytree(Path(ps.path if ps.scheme == "file" else src), Path(pd.path if pd.scheme == "file" else dst),
+                    dirs_exist_ok=True)
+    return files

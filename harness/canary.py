@@ -1,0 +1,114 @@
+"""Canary judgement against live metrics: read each revision's requests, errors and p99 from
+Prometheus (in the profile's metric dialect, canary and stable apart) every interval, feed the
+same readings to every judge under test, and record when and how each one decided.
+
+Sharing one observation stream between judges grades them on identical evidence; the rollout
+then follows the acting judge's decision (the sequential judge unless the scenario says otherwise).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from harness.judges.base import Decision, Judge, Reading, RevisionReading, Verdict
+from harness.metrics.dialects import DIALECTS, render
+from harness.metrics.prometheus import PrometheusUnreachable, query_scalar
+
+__all__ = ["JudgementRecord", "RevisionQueries", "observe_and_judge", "read_revision"]
+
+
+@dataclass(frozen=True)
+class RevisionQueries:
+    isvc: str
+    revision: str
+
+
+def read_revision(url: str, dialect_name: str, target: RevisionQueries, *, elapsed_s: float,
+                  window_s: float) -> RevisionReading:
+    """One revision's counts since the judgement began and its latest window. `None` where the
+    query returned no series: the judge, not this function, decides what missing data means."""
+    dialect = DIALECTS[dialect_name]
+    since = f"{max(int(round(elapsed_s)), 2)}s"
+    window = f"{max(int(round(window_s)), 2)}s"
+    kw = {"isvc": target.isvc, "revision": target.revision}
+    p99 = None
+    if dialect.latency_quantile:
+        p99 = query_scalar(url, render(dialect.latency_quantile, window=window, q=0.99, **kw))
+        if p99 is not None and p99 != p99:  # NaN: no requests in the window
+            p99 = None
+    return RevisionReading(
+        requests=query_scalar(url, render(dialect.requests, window=since, **kw)),
+        errors=query_scalar(url, render(dialect.errors, window=since, **kw)),
+        p99_s=p99,
+        window_requests=query_scalar(url, render(dialect.requests, window=window, **kw)),
+        window_errors=query_scalar(url, render(dialect.errors, window=window, **kw)),
+    )
+
+
+@dataclass
+class JudgementRecord:
+    judge: str
+    verdict: Verdict | None = None
+    decided_at_s: float | None = None
+    readings: int = 0
+
+
+@dataclass
+class Judgement:
+    records: dict[str, JudgementRecord]
+    readings: list[Reading] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def decision(self, judge: str) -> Decision:
+        verdict = self.records[judge].verdict
+        return verdict.decision if verdict is not None else Decision.INCONCLUSIVE
+
+
+def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, dialect: str, canary: RevisionQueries,
+                      stable: RevisionQueries, interval_s: float, deadline_s: float,
+                      on_tick: Callable[[float, Reading], None] | None = None,
+                      settle_s: float = 0.0) -> Judgement:
+    """Poll every `interval_s` until every judge decided or `deadline_s` passed; then `finish`
+    the undecided ones (a final decision, never CONTINUE)."""
+    for judge in judges.values():
+        judge.reset()
+    records = {name: JudgementRecord(name) for name in judges}
+    result = Judgement(records)
+    started = time.monotonic()
+    if settle_s:
+        time.sleep(settle_s)
+    last: Reading | None = None
+    while True:
+        time.sleep(interval_s)
+        elapsed = time.monotonic() - started
+        try:
+            reading = Reading(
+                t_s=elapsed,
+                canary=read_revision(prometheus_url, dialect, canary, elapsed_s=elapsed, window_s=interval_s),
+                stable=read_revision(prometheus_url, dialect, stable, elapsed_s=elapsed, window_s=interval_s),
+                source_ok=True)
+        except PrometheusUnreachable as exc:
+            empty = RevisionReading(None, None, None, None, None)
+            reading = Reading(t_s=elapsed, canary=empty, stable=empty, source_ok=False, source_error=str(exc))
+        result.readings.append(reading)
+        last = reading
+        if on_tick is not None:
+            on_tick(elapsed, reading)
+        for name, judge in judges.items():
+            record = records[name]
+            if record.verdict is not None:
+                continue
+            record.readings += 1
+            verdict = judge.observe(reading)
+            if verdict.decision is not Decision.CONTINUE:
+                record.verdict, record.decided_at_s = verdict, elapsed
+        if all(r.verdict is not None for r in records.values()) or elapsed >= deadline_s:
+            break
+    for name, judge in judges.items():
+        record = records[name]
+        if record.verdict is None:
+            record.verdict = judge.finish(last)
+            record.decided_at_s = time.monotonic() - started
+    result.seconds = time.monotonic() - started
+    return result

@@ -1,0 +1,63 @@
+"""canaryTrafficPercent in the local KServe emulation, measured at the router: N% goes to the new
+revision (within 5 points over 1000 requests), removing the field promotes, 0 rolls back."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import requests
+
+from harness.pipeline.dataset import holdout_rows
+from harness.serving.v2 import v2_request
+from harness.traffic.haproxy import SERVED_BY_HEADER, revision_of
+from harness.traffic.rollout import promote, rollback, split_of, start_canary
+
+pytestmark = [pytest.mark.canary, pytest.mark.stack]
+
+REQUESTS = 1000
+
+
+def _served_by(stack, name: str, n: int) -> Counter:
+    body = v2_request(holdout_rows(1))
+    url = f"{stack.inference_base_url(name)}/v2/models/{name}/infer"
+    counts: Counter = Counter()
+    with requests.Session() as session:
+        for _ in range(n):
+            resp = session.post(url, json=body, timeout=10)
+            assert resp.status_code == 200, resp.text[:500]
+            counts[revision_of(resp.headers[SERVED_BY_HEADER])] += 1
+    return counts
+
+
+def test_canary_percent_promote_and_rollback_at_the_router(stack, canary_service, model_copies, seam) -> None:
+    client = stack.isvc
+    deadline = stack.config.isvc_deadline_s
+    with seam.check("canary-split", f"canaryTrafficPercent 30 sends 30% (+-5) of {REQUESTS} requests to the "
+                                    "new revision, the rest to the rolled-out one") as ev:
+        state = start_canary(client, canary_service, model_copies("split-v2"), 30, deadline_s=deadline)
+        counts = _served_by(stack, canary_service, REQUESTS)
+        share = 100 * counts[state.canary] / REQUESTS
+        ev.update(canary=state.canary, stable=state.stable, status_split=split_of(state.isvc),
+                  served=dict(counts), canary_share_percent=round(share, 1))
+        assert set(counts) <= {state.canary, state.stable}, counts
+        assert abs(share - 30) <= 5, share
+    with seam.check("canary-promote", "removing canaryTrafficPercent sends 100% to the new revision and makes "
+                                      "it the latest rolled-out revision") as ev:
+        isvc = promote(client, canary_service, state, deadline_s=deadline)
+        counts = _served_by(stack, canary_service, 200)
+        comp = isvc["status"]["components"]["predictor"]
+        ev.update(status_split=split_of(isvc), served=dict(counts),
+                  latest_rolled_out=comp.get("latestRolledoutRevision"),
+                  previous_rolled_out=comp.get("previousRolledoutRevision"))
+        assert counts == Counter({state.canary: 200})
+        assert comp["latestRolledoutRevision"] == state.canary
+        assert comp["previousRolledoutRevision"] == state.stable
+    with seam.check("canary-rollback", "canaryTrafficPercent 0 on a new canary sends 100% back to the "
+                                       "rolled-out revision") as ev:
+        second = start_canary(client, canary_service, model_copies("split-v3"), 40, deadline_s=deadline)
+        assert second.stable == state.canary
+        isvc = rollback(client, canary_service, second, deadline_s=deadline)
+        counts = _served_by(stack, canary_service, 200)
+        ev.update(canary=second.canary, stable=second.stable, status_split=split_of(isvc), served=dict(counts),
+                  traffic=isvc["status"]["components"]["predictor"]["traffic"])
+        assert counts == Counter({second.stable: 200})
