@@ -1,0 +1,156 @@
+"""What every canary judge sees and says: readings in, verdicts out.
+
+A judge is fed one `Reading` per check interval (both revisions, read apart) and answers with a
+`Verdict`; CONTINUE means "not decided, keep observing". At the overall deadline the driver calls
+`finish`, which must decide (never CONTINUE). `None` in a reading always means "the query returned
+no series": judges, not the reader, decide what missing data means, so the policy is testable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Decision", "Judge", "JudgeConfig", "Reading", "RevisionReading", "Verdict"]
+
+
+@dataclass(frozen=True)
+class RevisionReading:
+    requests: float | None  # cumulative requests since judgement start; None = no series
+    errors: float | None  # cumulative 5xx since judgement start
+    p99_s: float | None  # p99 latency over the last window, seconds
+    window_requests: float | None  # requests in the last window
+    window_errors: float | None  # 5xx in the last window
+
+    def to_dict(self) -> dict[str, float | None]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RevisionReading:
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+
+
+NO_DATA = RevisionReading(None, None, None, None, None)
+
+
+@dataclass(frozen=True)
+class Reading:
+    t_s: float  # seconds since judgement start
+    canary: RevisionReading
+    stable: RevisionReading
+    source_ok: bool  # False: Prometheus could not be queried at all
+    source_error: str = ""
+    # What the seed's service-wide queries return (both revisions pooled, as its PromQL selects only
+    # by service name). Optional: only the seed judge reads it, and it derives the pool from the two
+    # revisions when absent. The simulator fills it exactly (pooled histogram buckets).
+    combined: RevisionReading | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"t_s": self.t_s, "canary": self.canary.to_dict(), "stable": self.stable.to_dict(),
+                               "source_ok": self.source_ok, "source_error": self.source_error}
+        if self.combined is not None:
+            out["combined"] = self.combined.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reading:
+        combined = data.get("combined")
+        return cls(t_s=float(data["t_s"]), canary=RevisionReading.from_dict(data.get("canary") or {}),
+                   stable=RevisionReading.from_dict(data.get("stable") or {}),
+                   source_ok=bool(data.get("source_ok", False)), source_error=str(data.get("source_error", "")),
+                   combined=RevisionReading.from_dict(combined) if combined else None)
+
+
+class Decision(enum.Enum):
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    INCONCLUSIVE = "inconclusive"
+    CONTINUE = "continue"  # not decided yet: keep observing
+
+
+@dataclass
+class Verdict:
+    decision: Decision
+    reasons: list[str]
+    at_s: float
+    observations_used: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.decision is not Decision.CONTINUE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision.value, "reasons": list(self.reasons), "at_s": self.at_s,
+                "observations_used": list(self.observations_used), "details": dict(self.details)}
+
+
+@runtime_checkable
+class Judge(Protocol):
+    name: str
+
+    def reset(self) -> None: ...
+
+    def observe(self, reading: Reading) -> Verdict: ...
+
+    def finish(self, reading: Reading | None) -> Verdict: ...
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The seed's CanaryConfig values (seconds instead of minutes/ms), plus what the sequential judge
+    needs. `scaled` shrinks the clock for CI without touching thresholds or error bounds."""
+
+    observation_s: float = 900.0  # seed: observation_minutes = 15
+    interval_s: float = 60.0  # seed: check_interval_seconds = 60
+    error_threshold: float = 0.02  # seed: 2 %
+    p99_threshold_s: float = 0.5  # seed: 500 ms
+    min_requests: int = 100  # seed: min_request_count
+    immediate_rollback_factor: float = 3.0  # seed: error rate > 3x threshold rolls back at once
+    pass_ratio: float = 0.9  # seed: promote if >= 90 % of checks passed
+    relative_factor: float = 2.0  # dashboard rule: canary error rate > 2x stable is bad
+    alpha: float = 0.05  # sequential: bound on rolling back a canary as good as stable
+    beta: float = 0.10  # sequential: bound on promoting a canary at the "bad" boundary
+    # Below this error rate relative comparisons are noise nobody acts on: the relative rule compares
+    # the canary with max(stable, floor). Default = threshold / (2 * relative_factor), so a clean
+    # stable still lets a canary up to 1 % through while 2 % stays the absolute limit.
+    error_floor: float = 0.005
+    latency_windows: int = 3  # consecutive breaching windows that roll back on latency
+    min_window_requests: int = 50  # fewer requests in a window: its p99 is mostly the max, not judged
+    latency_floor_s: float = 0.05  # relative latency rule compares with max(stable p99, floor)
+    require_latency: bool = True  # False: sources without a latency histogram may still promote
+    external_timeout_s: float = 10.0  # per "cmd:" judge call (Flagger's webhook default)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (self.interval_s > 0 and self.observation_s >= self.interval_s):
+            problems.append(f"need 0 < interval_s <= observation_s, got {self.interval_s} and {self.observation_s}")
+        for name in ("alpha", "beta", "pass_ratio"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                problems.append(f"{name} must be in (0, 1), got {value}")
+        if self.alpha + self.beta >= 1:
+            problems.append(f"alpha + beta must be < 1, got {self.alpha + self.beta}")
+        if not 0 < self.error_threshold < 1:
+            problems.append(f"error_threshold must be in (0, 1), got {self.error_threshold}")
+        if not 0 < self.error_floor < 1:
+            problems.append(f"error_floor must be in (0, 1), got {self.error_floor}")
+        if self.relative_factor <= 1:
+            problems.append(f"relative_factor must be > 1, got {self.relative_factor}")
+        if self.latency_windows < 1:
+            problems.append(f"latency_windows must be >= 1, got {self.latency_windows}")
+        if problems:
+            raise ValueError("JudgeConfig: " + "; ".join(problems))
+
+    @property
+    def total_checks(self) -> int:
+        # Tolerant floor: scaled() multiplies both by a float, 900/15 over 60/15 must still be 15.
+        return int(self.observation_s / self.interval_s + 1e-9)
+
+    def scaled(self, factor: float) -> JudgeConfig:
+        """Same judgement on a faster clock (CI: 1/15 turns 900 s into 60 s)."""
+        if factor <= 0:
+            raise ValueError(f"scale factor must be > 0, got {factor}")
+        return dataclasses.replace(self, observation_s=self.observation_s * factor,
+                                   interval_s=self.interval_s * factor)

@@ -1,0 +1,260 @@
+"""A canary judge that decides as soon as the evidence allows, with bounded error rates.
+
+Errors: two Wald SPRTs on the canary's 5xx, run on the cumulative counts at every check.
+
+* Relative ("canary error rate > relative_factor x max(stable, floor) is bad"). Comparing with the
+  stable's *observed* rate is a two-sample problem: plugging the stable's noisy estimate in as a
+  known p0 inflates false rollbacks (early on the stable has seen a handful of errors). So the test
+  conditions on error events instead. With the canary serving a share w of the requests and an error
+  rate r times the stable's, each error comes from the canary with probability
+  theta(r) = w r / (w r + 1 - w), whatever the stable's own rate is: the nuisance parameter drops
+  out, and H0: r = 1 (the canary is as good as the stable) vs H1: r = relative_factor is a plain
+  Bernoulli SPRT on "which revision did this error come from" (the Poisson-conditioning idea behind
+  Netflix's count tests, notes/anchors.md 1.5). Under H0 its likelihood ratio is a martingale, so
+  the false-rollback bound holds however often it is looked at. The floor enters as pseudo-errors:
+  the stable counts max(errors, floor x requests), i.e. its rate is read as max(stable, floor);
+  that only ever makes the canary look relatively better, so it cannot add false rollbacks.
+* Absolute ("error rate > error_threshold is bad whatever the stable does"): a one-sample SPRT with
+  p1 = error_threshold and p0 = error_threshold / relative_factor (the same indifference ratio as the
+  relative rule). It is what catches a canary as bad as a bad stable.
+
+Either SPRT crossing ln A = ln((1 - beta) / alpha) rolls back. Promotion needs both below
+ln B = ln(beta / (1 - alpha)) *at the same check* (an acceptance that later drifts back up does not
+count), plus min_requests canary requests and healthy latency. Each SPRT keeps its own false
+rollback rate at or under about alpha (Wald: 1/A = alpha / (1 - beta), less with overshoot); the two
+only add up when the canary sits on both null boundaries at once (stable at threshold/factor).
+
+Latency: the reading carries a p99 per window, not counts of slow requests, so the rule is on
+windows: a window *qualifies* when the canary served at least min_window_requests in it (fewer and
+p99 is essentially the maximum) and p99 is present. It *breaches* when the canary p99 exceeds
+p99_threshold_s, or relative_factor x max(stable p99, latency_floor_s) in the same window.
+latency_windows consecutive breaching qualifying windows roll back (non-qualifying windows neither
+break nor extend a streak); promotion needs the last latency_windows qualifying windows all clean.
+With histogram buckets at the limit, "p99 > limit" means "more than 1 % of the window's requests
+were slower than the limit", so a healthy canary breaches a window almost never.
+
+Missing data never promotes:
+* source_ok False, or no canary series: nothing is updated, the verdict is CONTINUE.
+* A canary 5xx series that does not exist while its request series does is 0 errors (Prometheus
+  client libraries create the 5xx child at the first 5xx; that absence is the healthy normal).
+* No stable series: the relative test is not updated and promotion waits for it.
+* At the deadline (finish): INCONCLUSIVE if no reading ever carried canary requests (the judge
+  cannot tell a dead canary from missing metrics: not a promotion, not evidence against the model);
+  otherwise ROLLBACK ("an overall deadline ends in rollback"), its reasons saying what was missing.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.judges.base import Decision, JudgeConfig, Reading, RevisionReading, Verdict
+from harness.judges.sprt import bernoulli_llr, canary_share, wald_log_bounds
+
+__all__ = ["SequentialJudge", "clean_canary_requests_to_promote"]
+
+
+def _counts(rev: RevisionReading) -> tuple[float, float] | None:
+    """(requests, errors) since judgement start, or None without a request series."""
+    if rev.requests is None:
+        return None
+    n = max(float(rev.requests), 0.0)
+    e = 0.0 if rev.errors is None else min(max(float(rev.errors), 0.0), n)
+    return n, e
+
+
+def clean_canary_requests_to_promote(config: JudgeConfig, canary_percent: float) -> float:
+    """Canary requests the judge needs before it can promote when neither revision has any 5xx:
+    the point where both SPRTs reach their promote bound (and min_requests). It sizes load tests:
+    with no errors at all, the only evidence is volume. Latency adds latency_windows windows of at
+    least min_window_requests each."""
+    cfg = config
+    log_b, _ = wald_log_bounds(cfg.alpha, cfg.beta)
+    p1 = cfg.error_threshold
+    absolute = log_b / math.log((1 - p1) / (1 - p1 / cfg.relative_factor))
+    w = canary_percent / 100.0
+    theta1 = canary_share(w, cfg.relative_factor)
+    # relative: only the stable's floor pseudo-errors move it, so it is counted in stable requests
+    stable_needed = log_b / (cfg.error_floor * math.log((1 - theta1) / (1 - w)))
+    return max(absolute, stable_needed * w / (1 - w), float(cfg.min_requests))
+
+
+@dataclass
+class SequentialJudge:
+    config: JudgeConfig = field(default_factory=JudgeConfig)
+    name: str = "sequential"
+
+    def __post_init__(self) -> None:
+        self._log_b, self._log_a = wald_log_bounds(self.config.alpha, self.config.beta)
+        self.reset()
+
+    def reset(self) -> None:
+        self._canary: tuple[float, float] | None = None
+        self._stable: tuple[float, float] | None = None  # last stable counts seen (for reasons and details)
+        self._llr_rel = 0.0
+        self._llr_abs = 0.0
+        self._streak = 0  # consecutive breaching qualifying windows
+        self._recent: deque[bool] = deque(maxlen=self.config.latency_windows)  # qualifying windows: breached?
+        self._latency_seen = False
+        self._snapshots: list[dict[str, Any]] = []
+        self._readings = 0
+        self._last_t: float | None = None
+
+    # -- evidence ---------------------------------------------------------------------------------
+
+    def _update_errors(self, canary: tuple[float, float], stable: tuple[float, float] | None) -> None:
+        cfg = self.config
+        n_c, e_c = canary
+        self._llr_abs = bernoulli_llr(e_c, n_c, cfg.error_threshold / cfg.relative_factor, cfg.error_threshold)
+        if stable is None or n_c + stable[0] <= 0:
+            return  # the relative test keeps its last value: both counts must come from one reading
+        n_s, e_s = stable
+        # The split from cumulative counts: exact while canaryTrafficPercent stays put during the
+        # judgement (KServe does not step it); cumulative totals also shrug off increase()'s
+        # extrapolation noise, which per-window increments would accumulate.
+        w = n_c / (n_c + n_s)
+        if w <= 0 or w >= 1:
+            self._llr_rel = 0.0  # all traffic on one side: no comparison possible yet
+            return
+        e_s_eff = max(e_s, cfg.error_floor * n_s)
+        theta0, theta1 = w, canary_share(w, cfg.relative_factor)
+        self._llr_rel = e_c * math.log(theta1 / theta0) + e_s_eff * math.log((1 - theta1) / (1 - theta0))
+
+    def _update_latency(self, canary: RevisionReading, stable: RevisionReading) -> str | None:
+        cfg = self.config
+        if canary.p99_s is None or (canary.window_requests or 0) < cfg.min_window_requests:
+            return None
+        limit = cfg.p99_threshold_s
+        why = None
+        if canary.p99_s > limit:
+            why = f"canary p99 {canary.p99_s * 1000:.0f} ms > {limit * 1000:.0f} ms"
+        elif stable.p99_s is not None and (stable.window_requests or 0) >= cfg.min_window_requests:
+            rel_limit = cfg.relative_factor * max(stable.p99_s, cfg.latency_floor_s)
+            if canary.p99_s > rel_limit:
+                why = (f"canary p99 {canary.p99_s * 1000:.0f} ms > {cfg.relative_factor:g} x "
+                       f"max(stable {stable.p99_s * 1000:.0f} ms, floor {cfg.latency_floor_s * 1000:.0f} ms)")
+        self._latency_seen = True
+        self._recent.append(why is not None)
+        self._streak = self._streak + 1 if why else 0
+        return why
+
+    # -- verdicts ---------------------------------------------------------------------------------
+
+    def _details(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "llr_relative": self._llr_rel, "llr_absolute": self._llr_abs,
+            "log_rollback_bound": self._log_a, "log_promote_bound": self._log_b,
+            "canary_requests": self._canary[0] if self._canary else None,
+            "canary_errors": self._canary[1] if self._canary else None,
+            "stable_requests": self._stable[0] if self._stable else None,
+            "stable_errors": self._stable[1] if self._stable else None,
+            "latency_breach_streak": self._streak, "latency_recent_windows": list(self._recent),
+            "relative": f"H0 r=1 vs H1 r={cfg.relative_factor:g} (canary/max(stable, {cfg.error_floor:g}))",
+            "absolute": f"H0 p={cfg.error_threshold / cfg.relative_factor:g} vs H1 p={cfg.error_threshold:g}",
+        }
+
+    def _verdict(self, decision: Decision, reasons: list[str], at_s: float) -> Verdict:
+        return Verdict(decision, reasons, at_s, observations_used=list(self._snapshots), details=self._details())
+
+    def _counts_line(self) -> str:
+        (n_c, e_c), (n_s, e_s) = self._canary or (0, 0), self._stable or (0, 0)
+        return f"{e_c:.0f}/{n_c:.0f} canary vs {e_s:.0f}/{n_s:.0f} stable requests failed"
+
+    def _evidence(self) -> str:
+        return (f"relative LLR {self._llr_rel:+.2f}, absolute LLR {self._llr_abs:+.2f} "
+                f"(rollback >= {self._log_a:.2f}, promote <= {self._log_b:.2f})")
+
+    def observe(self, reading: Reading) -> Verdict:
+        cfg = self.config
+        self._readings += 1
+        self._last_t = reading.t_s
+        snap: dict[str, Any] = {"t_s": reading.t_s, "source_ok": reading.source_ok}
+        self._snapshots.append(snap)
+        if not reading.source_ok:
+            snap["used"] = False
+            return self._verdict(Decision.CONTINUE, [
+                (f"t={reading.t_s:.0f}s: metrics source unreachable ({reading.source_error or 'no detail'}); "
+                "holding, never promoting on missing data")], reading.t_s)
+        canary, stable = _counts(reading.canary), _counts(reading.stable)
+        snap.update(canary=reading.canary.to_dict(), stable=reading.stable.to_dict())
+        if canary is None:
+            snap["used"] = False
+            return self._verdict(Decision.CONTINUE, [
+                f"t={reading.t_s:.0f}s: no canary request series (dead canary or metrics missing); holding"],
+                reading.t_s)
+        snap["used"] = True
+        self._canary = canary
+        if stable is not None:
+            self._stable = stable
+        self._update_errors(canary, stable)
+        breach = self._update_latency(reading.canary, reading.stable)
+
+        if self._llr_rel >= self._log_a:
+            return self._verdict(Decision.ROLLBACK, [
+                (f"canary error rate worse than {cfg.relative_factor:g} x max(stable, {cfg.error_floor:g}): "
+                f"{self._counts_line()}; {self._evidence()}")], reading.t_s)
+        if self._llr_abs >= self._log_a:
+            return self._verdict(Decision.ROLLBACK, [
+                f"canary error rate above {cfg.error_threshold:g}: {canary[1]:.0f}/{canary[0]:.0f}; "
+                + self._evidence()], reading.t_s)
+        if self._streak >= cfg.latency_windows:
+            return self._verdict(Decision.ROLLBACK, [
+                f"latency breached on {self._streak} consecutive windows, last: {breach}"], reading.t_s)
+
+        waiting = []
+        if stable is None:
+            waiting.append("no stable request series in this reading")
+        if canary[0] < cfg.min_requests:
+            waiting.append(f"{canary[0]:.0f} canary requests < min_requests {cfg.min_requests}")
+        if self._llr_rel > self._log_b or self._llr_abs > self._log_b:
+            waiting.append("error evidence not yet conclusive: " + self._evidence())
+        if cfg.require_latency:
+            clean = len(self._recent) == cfg.latency_windows and not any(self._recent)
+            if not clean:
+                n_ok = len(self._recent) - sum(self._recent)
+                waiting.append(f"latency: {n_ok} of the last {cfg.latency_windows} qualifying windows clean "
+                               f"(a window qualifies with >= {cfg.min_window_requests} canary requests and a p99)")
+        if waiting:
+            return self._verdict(Decision.CONTINUE, [f"t={reading.t_s:.0f}s: " + "; ".join(waiting)], reading.t_s)
+        reasons = [(f"canary error rate acceptable vs stable and vs {cfg.error_threshold:g}: "
+                   f"{self._counts_line()}; {self._evidence()}")]
+        if cfg.require_latency:
+            reasons.append(f"latency: last {cfg.latency_windows} qualifying windows within limits")
+        elif self._latency_seen:
+            reasons.append(f"latency: {self._streak} consecutive breaching windows (< {cfg.latency_windows}); "
+                           "clean windows not required (require_latency is off)")
+        else:
+            reasons.append("latency not judged: no qualifying window (require_latency is off)")
+        return self._verdict(Decision.PROMOTE, reasons, reading.t_s)
+
+    def finish(self, reading: Reading | None) -> Verdict:
+        if reading is not None and reading.t_s != self._last_t:
+            verdict = self.observe(reading)
+            if verdict.final:
+                return verdict
+        at = self._last_t if self._last_t is not None else (reading.t_s if reading is not None else 0.0)
+        if self._canary is None:
+            return self._verdict(Decision.INCONCLUSIVE, [
+                (f"deadline: none of {self._readings} readings carried canary requests (metrics source down, "
+                "canary dead or not exporting); cannot judge, not promoting")], at)
+        last = self.undecided_because()
+        if self._canary[0] < self.config.min_requests:
+            # Too little traffic to judge at all: say so rather than roll back a canary nobody
+            # has measured (the evidence neither condemns nor clears it). Never a promote.
+            return self._verdict(Decision.INCONCLUSIVE, [
+                f"deadline with too little traffic to judge, not promoting: {last}"], at)
+        return self._verdict(Decision.ROLLBACK, [f"deadline without a decision, rolling back: {last}"], at)
+
+    def undecided_because(self) -> str:
+        """One line on why the judge has not decided (also the deadline's rollback reason)."""
+        cfg = self.config
+        parts = [self._evidence()]
+        if self._canary is not None and self._canary[0] < cfg.min_requests:
+            parts.append(f"only {self._canary[0]:.0f} canary requests (< {cfg.min_requests})")
+        if self._stable is None:
+            parts.append("no stable data to compare with")
+        if cfg.require_latency and not self._latency_seen:
+            parts.append("no latency window qualified")
+        return "; ".join(parts)
