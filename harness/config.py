@@ -23,3 +23,10 @@ class StackConfig:
     component_deadline_s: float = 120.0
     isvc_deadline_s: float = 300.0
     pipeline_deadline_s: float = 900.0
+    # Cluster profiles (kind, kind-gpu, cloud): see docs/profiles.md.
+    kubeconfig: Path | None = None  # cloud: the kubeconfig to use (default: kubectl's own lookup)
+    kube_context: str | None = None  # cloud: the context in it (default: its current-context)
+    keep_cluster: bool = False  # kind: keep a cluster the harness created
+    kind_bin: str | None = None  # kind: the kind binary (default: `kind` on PATH)
+    install_stack: bool = False  # cloud: install the row's missing components instead of only discovering
+    chaos_namespaces: tuple[str, ...] = ()  # clusters: where chaos may act (with the namespace label too)

@@ -42,6 +42,20 @@ _OPTIONS: list[tuple[str, str, str, Any, str]] = [
     ("seamcheck_env_cache", "--env-cache", "SEAMCHECK_ENV_CACHE", None, "where role environments are cached (default ~/.cache/seamcheck/envs)"),
     ("seamcheck_namespace", "--namespace", "SEAMCHECK_NAMESPACE", "model-serving", "serving namespace"),
 ]
+# Cluster profiles: (dest, flag, env var, help). Values are read by _cluster_config below.
+_CLUSTER_OPTIONS = [
+    ("seamcheck_kubeconfig", "--kubeconfig", "SEAMCHECK_KUBECONFIG", "cloud: kubeconfig of an existing cluster"),
+    ("seamcheck_kube_context", "--context", "SEAMCHECK_KUBE_CONTEXT", "cloud: context in that kubeconfig"),
+    ("seamcheck_kind_bin", "--kind-bin", "SEAMCHECK_KIND_BIN", "kind: the kind binary (>= v0.24)"),
+    ("seamcheck_chaos_namespaces", "--chaos-namespaces", "SEAMCHECK_CHAOS_NAMESPACES",
+     "clusters: comma list of namespaces chaos may act in (each must also carry the label "
+     "seamcheck.io/chaos=allowed)"),
+]
+_CLUSTER_FLAGS = [
+    ("seamcheck_keep_cluster", "--keep-cluster", "SEAMCHECK_KEEP_CLUSTER", "kind: keep the cluster it created"),
+    ("seamcheck_install_stack", "--install-stack", "SEAMCHECK_INSTALL_STACK",
+     "cloud: install the row's components the cluster lacks instead of only discovering them"),
+]
 _PORTS = {
     "mlflow": ("--mlflow-port", "SEAMCHECK_MLFLOW_PORT"),
     "s3": ("--s3-port", "SEAMCHECK_S3_PORT"),
@@ -61,6 +75,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for component, (flag, env) in _PORTS.items():
         group.addoption(flag, dest=f"seamcheck_port_{component}", default=None, type=int,
                         help=f"fixed loopback port for {component} (0: a free one) [env {env}]")
+    # Cluster profiles (kind, kind-gpu, cloud); docs/profiles.md.
+    for dest, flag, env, help_text in _CLUSTER_OPTIONS:
+        group.addoption(flag, dest=dest, default=None, help=f"{help_text} [env {env}]")
+    for dest, flag, env, help_text in _CLUSTER_FLAGS:
+        group.addoption(flag, dest=dest, action="store_true", default=None, help=f"{help_text} [env {env}=1]")
 
 
 def _value(config: pytest.Config, dest: str, env: str, default: Any) -> Any:
@@ -103,7 +122,8 @@ def pytest_configure(config: pytest.Config) -> None:
         profile=profile, matrix_row=row.name, matrix_file=Path(values["seamcheck_matrix_file"]),
         reports_dir=reports, keep_stack=bool(keep), namespace=values["seamcheck_namespace"],
         artifact_store=store, ports=ports,
-        env_cache=Path(values["seamcheck_env_cache"]) if values["seamcheck_env_cache"] else None)
+        env_cache=Path(values["seamcheck_env_cache"]) if values["seamcheck_env_cache"] else None,
+        **_cluster_config(config))
     config.stash[STACK_CONFIG_KEY] = stack_config
     config.stash[MATRIX_KEY] = matrix
     if hasattr(config, "workerinput"):  # xdist workers: the controller writes the report
@@ -118,6 +138,22 @@ def pytest_configure(config: pytest.Config) -> None:
     # fixture's teardown stops its processes, as it does for Ctrl-C.
     if _is_main_thread():
         signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+def _cluster_config(config: pytest.Config) -> dict[str, Any]:
+    """StackConfig fields of the cluster profiles, from options or their environment variables."""
+    opts = {dest: _value(config, dest, env, None) for dest, _f, env, _h in _CLUSTER_OPTIONS}
+    flags = {dest: bool(config.getoption(dest)) or os.environ.get(env, "").lower() in ("1", "true", "yes")
+             for dest, _f, env, _h in _CLUSTER_FLAGS}
+    chaos = tuple(ns.strip() for ns in (opts["seamcheck_chaos_namespaces"] or "").split(",") if ns.strip())
+    return {
+        "kubeconfig": Path(opts["seamcheck_kubeconfig"]).expanduser() if opts["seamcheck_kubeconfig"] else None,
+        "kube_context": opts["seamcheck_kube_context"] or None,
+        "kind_bin": opts["seamcheck_kind_bin"] or None,
+        "chaos_namespaces": chaos,
+        "keep_cluster": flags["seamcheck_keep_cluster"],
+        "install_stack": flags["seamcheck_install_stack"],
+    }
 
 
 def _is_main_thread() -> bool:

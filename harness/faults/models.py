@@ -33,10 +33,12 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "FAULT_KINDS",
@@ -48,6 +50,7 @@ __all__ = [
     "main",
     "save_base_model",
     "save_faulty_model",
+    "save_faulty_models",
 ]
 
 FAULT_KINDS = ("error", "latency", "tail_latency", "wrong", "slow_load")
@@ -71,26 +74,26 @@ class FaultSpec:
 
     # Constructors with each kind's own parameters.
     @classmethod
-    def error(cls, p: float = 0.1) -> "FaultSpec":
+    def error(cls, p: float = 0.1) -> FaultSpec:
         return cls("error", p=p).validate()
 
     @classmethod
-    def latency(cls, delay_s: float = 0.5) -> "FaultSpec":
+    def latency(cls, delay_s: float = 0.5) -> FaultSpec:
         return cls("latency", delay_s=delay_s).validate()
 
     @classmethod
-    def tail_latency(cls, q: float = 0.05, delay_s: float = 1.0) -> "FaultSpec":
+    def tail_latency(cls, q: float = 0.05, delay_s: float = 1.0) -> FaultSpec:
         return cls("tail_latency", q=q, delay_s=delay_s).validate()
 
     @classmethod
-    def wrong(cls, p: float = 1.0) -> "FaultSpec":
+    def wrong(cls, p: float = 1.0) -> FaultSpec:
         return cls("wrong", p=p).validate()
 
     @classmethod
-    def slow_load(cls, load_delay_s: float = 10.0) -> "FaultSpec":
+    def slow_load(cls, load_delay_s: float = 10.0) -> FaultSpec:
         return cls("slow_load", load_delay_s=load_delay_s).validate()
 
-    def validate(self) -> "FaultSpec":
+    def validate(self) -> FaultSpec:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; choose one of {', '.join(FAULT_KINDS)}")
         for name in ("p", "q"):
@@ -140,7 +143,7 @@ class FaultyModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "FaultyModelInfo":
+    def from_json(cls, data: Mapping[str, Any]) -> FaultyModelInfo:
         data = dict(data)
         spec = FaultSpec(**data.pop("spec"))
         known = {f for f in cls.__dataclass_fields__ if f != "spec"}
@@ -151,6 +154,11 @@ class FaultyModelInfo:
 
 
 # =============================================================================== harness side
+def _abs_uri(uri: str) -> str:
+    """A local model folder as an absolute path (the subprocess runs elsewhere); URIs unchanged."""
+    return str(Path(uri).resolve()) if "://" not in uri and ":/" not in uri and Path(uri).exists() else uri
+
+
 def _run_in_env(python: Path | str, args: list[str], *, what: str, env: Mapping[str, str] | None,
                 timeout_s: float, cwd: Path | None = None) -> dict[str, Any]:
     from harness.procs import run_checked  # harness venv only (tenacity, psutil)
@@ -160,8 +168,9 @@ def _run_in_env(python: Path | str, args: list[str], *, what: str, env: Mapping[
     if str(REPO_ROOT) not in path.split(os.pathsep):
         proc_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), path) if p)
     proc_env.setdefault("PYTHONUNBUFFERED", "1")
+    # Not the caller's folder by default: mlflow may create ./mlruns where it runs.
     proc = run_checked([str(python), "-m", "harness.faults.models", *args], what=what, timeout=timeout_s,
-                       env=proc_env, cwd=cwd)
+                       env=proc_env, cwd=cwd or tempfile.gettempdir())
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(_RESULT_PREFIX):
             return json.loads(line[len(_RESULT_PREFIX):])
@@ -175,7 +184,7 @@ def log_faulty_model(python: Path | str, spec: FaultSpec, *, base_model_uri: str
     interpreter ``python`` (the pipeline role's). ``env``: the stack's client environment (MLflow
     and S3 variables); PYTHONPATH gets the repo root added."""
     spec.validate()
-    data = _run_in_env(python, ["log", *spec.argv(), "--base-model-uri", base_model_uri,
+    data = _run_in_env(python, ["log", *spec.argv(), "--base-model-uri", _abs_uri(base_model_uri),
                                 "--registered-model-name", registered_model_name, "--tracking-uri", tracking_uri,
                                 "--experiment-name", experiment_name],
                        what=f"logging a faulty model ({spec.describe()}) over {base_model_uri}", env=env,
@@ -188,10 +197,28 @@ def save_faulty_model(python: Path | str, spec: FaultSpec, *, base_model_uri: st
     """Save (no tracking server) a faulty model to ``out_dir``, a folder an MLServer can serve
     as is. ``base_model_uri`` may be a local model folder."""
     spec.validate()
-    data = _run_in_env(python, ["save", *spec.argv(), "--base-model-uri", base_model_uri, "--out", str(out_dir)],
+    data = _run_in_env(python, ["save", *spec.argv(), "--base-model-uri", _abs_uri(base_model_uri),
+                                "--out", str(Path(out_dir).resolve())],
                        what=f"saving a faulty model ({spec.describe()}) over {base_model_uri}", env=env,
                        timeout_s=timeout_s)
     return FaultyModelInfo.from_json(data)
+
+
+def save_faulty_models(python: Path | str, specs: Mapping[str, FaultSpec], *, base_model_uri: str, out_root: Path,
+                       env: Mapping[str, str] | None = None, timeout_s: float = 300.0) -> dict[str, FaultyModelInfo]:
+    """Several faulty models over one base in ONE subprocess (mlflow imports once): each goes to
+    ``out_root/<name>``. Returns {name: info}."""
+    payload = []
+    for name, spec in specs.items():
+        spec.validate()
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"bad model folder name {name!r}")
+        payload.append({"name": name, "spec": asdict(spec)})
+    data = _run_in_env(python, ["save-many", "--base-model-uri", _abs_uri(base_model_uri),
+                                "--out-root", str(Path(out_root).resolve()),
+                                "--specs-json", json.dumps(payload)],
+                       what=f"saving {len(payload)} faulty models over {base_model_uri}", env=env, timeout_s=timeout_s)
+    return {name: FaultyModelInfo.from_json(info) for name, info in data["models"].items()}
 
 
 def save_base_model(python: Path | str, out_dir: Path, *, rows: int = 600, seed: int = 7,
@@ -199,7 +226,8 @@ def save_base_model(python: Path | str, out_dir: Path, *, rows: int = 600, seed:
     """A small real base model for tests: the pipeline's GradientBoostingClassifier on the
     pipeline's synthetic dataset (harness.pipeline.dataset), saved with a signature by the
     interpreter's mlflow.sklearn, as train_model logs it. Returns {"path", "mlflow_version", ...}."""
-    return _run_in_env(python, ["base", "--out", str(out_dir), "--rows", str(rows), "--seed", str(seed)],
+    return _run_in_env(python, ["base", "--out", str(Path(out_dir).resolve()), "--rows", str(rows),
+                                "--seed", str(seed)],
                        what="saving a small base model", env=env, timeout_s=timeout_s)
 
 
@@ -300,11 +328,25 @@ def _cmd_log(args: argparse.Namespace) -> dict[str, Any]:
                 "mlflow_version": mlflow.__version__, "seconds": round(time.monotonic() - started, 3)}
 
 
+def _no_default_file_store(mlflow: Any) -> None:
+    """mlflow 2.17 sets up its tracing exporter while saving a PythonModel, which opens the default
+    tracking store: with no tracking URI set, that makes ./mlruns in the caller's folder. Point
+    such saves at a throw-away file store instead."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        import atexit
+        import shutil
+
+        scratch = tempfile.mkdtemp(prefix="seamcheck-faults-mlruns-")
+        atexit.register(shutil.rmtree, scratch, True)
+        mlflow.set_tracking_uri(Path(scratch).as_uri())
+
+
 def _cmd_save(args: argparse.Namespace) -> dict[str, Any]:
     import shutil
 
     import mlflow
 
+    _no_default_file_store(mlflow)
     spec = _spec_from(args)
     started = time.monotonic()
     out = Path(args.out)
@@ -315,6 +357,17 @@ def _cmd_save(args: argparse.Namespace) -> dict[str, Any]:
     return {"spec": asdict(spec), "base_model_uri": args.base_model_uri, "model_uri": str(out),
             "local_path": str(out), "mlflow_version": mlflow.__version__,
             "seconds": round(time.monotonic() - started, 3)}
+
+
+def _cmd_save_many(args: argparse.Namespace) -> dict[str, Any]:
+    models = {}
+    for item in json.loads(args.specs_json):
+        spec = FaultSpec(**item["spec"])
+        sub = argparse.Namespace(base_model_uri=args.base_model_uri, out=str(Path(args.out_root) / item["name"]),
+                                 kind=spec.kind, p=spec.p, q=spec.q, delay_s=spec.delay_s,
+                                 load_delay_s=spec.load_delay_s)
+        models[item["name"]] = _cmd_save(sub)
+    return {"models": models}
 
 
 def _cmd_base(args: argparse.Namespace) -> dict[str, Any]:
@@ -336,8 +389,14 @@ def _cmd_base(args: argparse.Namespace) -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    import cloudpickle
+    import numpy
+
+    # Explicit requirements: inferring them re-loads the model in a subprocess (seconds).
+    reqs = [f"mlflow=={mlflow.__version__}", f"scikit-learn=={sklearn.__version__}", f"numpy=={numpy.__version__}",
+            f"cloudpickle=={cloudpickle.__version__}"]
     mlflow.sklearn.save_model(clf, str(out), signature=infer_signature(X, clf.predict(X)),
-                              input_example=X.head(3))
+                              input_example=X.head(3), pip_requirements=reqs)
     return {"path": str(out), "mlflow_version": mlflow.__version__, "sklearn_version": sklearn.__version__,
             "train_accuracy": float((clf.predict(X) == y).mean()), "seconds": round(time.monotonic() - started, 3)}
 
@@ -368,6 +427,13 @@ def _parser() -> argparse.ArgumentParser:
     fault_args(save)
     save.add_argument("--out", required=True)
     save.set_defaults(func=_cmd_save)
+
+    many = sub.add_parser("save-many", help="save several faulty models over one base (one mlflow import)")
+    many.add_argument("--base-model-uri", required=True)
+    many.add_argument("--out-root", required=True)
+    many.add_argument("--specs-json", required=True, help='[{"name": "err", "spec": {"kind": "error", "p": 0.1}}]')
+    many.add_argument("--output")
+    many.set_defaults(func=_cmd_save_many)
 
     base = sub.add_parser("base", help="save a small real base model (tests)")
     base.add_argument("--out", required=True)

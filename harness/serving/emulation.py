@@ -536,8 +536,14 @@ class KServeEmulation:
                     self._event(namespace, name, "ScaleFromZero", rev.name)
                     self._start_revision_replicas(rev)
         for rev in revisions:
-            if (rev.min_replicas == 0 and per_revision.get(rev.name, 0) == 0 and rev.replicas
-                    and not rev.starting and now - rev.last_traffic_at > self.config.scale_to_zero_after_s):
+            # Knative honours min-scale only while a route references the revision: one that no
+            # traffic target names is scaled to zero whatever its minReplicas; one named at 0%
+            # (a rolled-back canary) keeps minReplicas, unless that is 0.
+            referenced = rev.name in per_revision
+            idle = per_revision.get(rev.name, 0) == 0
+            if (rev.state == "Ready" and rev.replicas and not rev.starting and idle
+                    and (not referenced or rev.min_replicas == 0)
+                    and now - rev.last_traffic_at > self.config.scale_to_zero_after_s):
                 self._event(namespace, name, "ScaleToZero", rev.name)
                 self._scale_to_zero(rev)
 

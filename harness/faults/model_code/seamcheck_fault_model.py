@@ -62,10 +62,10 @@ class FaultyModel(mlflow.pyfunc.PythonModel):
         self._base = mlflow.pyfunc.load_model(base_path)
         self._classes = None
         try:  # a classifier's own label set, so a "wrong" label is still a valid label
-            import mlflow.sklearn
+            from mlflow import sklearn as mlflow_sklearn  # not `import mlflow.sklearn`: no local `mlflow`
 
             if "sklearn" in self._base.metadata.flavors:
-                est = mlflow.sklearn.load_model(base_path)
+                est = mlflow_sklearn.load_model(base_path)
                 classes = getattr(est, "classes_", None)
                 if classes is not None and len(classes) >= 2:
                     self._classes = list(classes)

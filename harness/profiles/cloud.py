@@ -1,0 +1,171 @@
+"""The `cloud` profile: an existing cluster from a kubeconfig context (--kubeconfig, --context).
+
+It first discovers what the cluster runs (KServe, Knative Serving, KFP, cert-manager, MLflow,
+the network layer, Kubernetes) and reports every difference from the matrix row. Components the
+row needs and the cluster lacks are an error, unless --install-stack: then the harness installs
+the missing ones (never one that is already there). The harness's own services (MinIO, MLflow
+with the row's pins, Prometheus, and the RBAC and Secrets the pipeline's tasks use) live in the
+`seamcheck-system` namespace and are (re)applied on every run; nothing else is changed.
+
+Everything is reached through supervised `kubectl port-forward`s; InferenceServices through the
+ingress gateway's load balancer when it has one, else a port-forward to it. Chaos acts only in
+namespaces listed in --chaos-namespaces AND labelled seamcheck.io/chaos=allowed. The GPU check
+records the node the training pod ran on and that it offers a real (device-plugin) GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Iterable
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from harness.cluster.commands import Kubectl
+from harness.cluster.discover import Discovered, compare, discover
+from harness.cluster.errors import ClusterError
+from harness.cluster.portforward import PortForwards
+from harness.cluster.profile import ClusterProfile, api_client
+from harness.cluster.spec import ClusterSpec, cluster_spec
+from harness.cluster.tools import Tools, check_cloud_tools
+from harness.config import StackConfig
+from harness.matrix import Row
+from harness.profiles.base import PipelineRun, ProfileError
+
+__all__ = ["CloudProfile", "preflight"]
+
+#: install component -> what discovery calls it
+_DISCOVERED_AS = {"cert-manager": "cert_manager", "knative": "knative_serving", "kserve": "kserve",
+                  "kfp": "kfp_backend"}
+_REQUIRED = ("knative", "kserve", "kfp")
+
+
+def _cloud_spec(config: StackConfig, row: Row) -> ClusterSpec:
+    return cluster_spec(row, "cloud", serving_namespace=config.namespace)
+
+
+def preflight(config: StackConfig, row: Row) -> Tools:
+    """kubectl (and git/helm when installing); the kubeconfig and context exist; the API answers."""
+    spec = _cloud_spec(config, row)
+    tools = check_cloud_tools(install=config.install_stack, need_helm=spec.network_layer == "istio")
+    if config.kubeconfig is not None and not config.kubeconfig.is_file():
+        raise ProfileError(f"--kubeconfig {config.kubeconfig} does not exist; pass the kubeconfig of the cluster "
+                           "to test (or SEAMCHECK_KUBECONFIG)")
+    try:
+        contexts, current = k8s_config.list_kube_config_contexts(
+            config_file=str(config.kubeconfig) if config.kubeconfig else None)
+    except (k8s_config.ConfigException, OSError) as exc:
+        raise ProfileError(f"cannot read the kubeconfig {config.kubeconfig or '(default)'}: "
+                           f"{str(exc).splitlines()[0]}; pass --kubeconfig") from None
+    names = [c["name"] for c in contexts or []]
+    if config.kube_context and config.kube_context not in names:
+        raise ProfileError(f"context {config.kube_context!r} is not in {config.kubeconfig or 'the kubeconfig'}; "
+                           f"it has: {', '.join(names) or 'none'} (--context)")
+    if not config.kube_context and not current:
+        raise ProfileError("the kubeconfig has no current-context; pass --context")
+    try:
+        api = api_client(config.kubeconfig, config.kube_context)
+        k8s.VersionApi(api).get_code(_request_timeout=15)
+    except Exception as exc:  # noqa: BLE001 - any failure means the cluster cannot be used
+        context = config.kube_context or (current or {}).get("name")
+        raise ProfileError(f"the Kubernetes API of context {context!r} does not answer: "
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    return tools
+
+
+class CloudProfile(ClusterProfile):
+    name = "cloud"
+    fit = None  # a real cluster's GPU pool takes the task as compiled
+    drop_accelerator = False
+    gpu_toleration = True
+
+    def __init__(self, config: StackConfig, row: Row, *, progress: Callable[[str], None] | None = None) -> None:
+        super().__init__(config, row, _cloud_spec(config, row), progress=progress)
+        self.discovered = Discovered()
+        self.forwards: PortForwards | None = None
+        self.tools: Tools | None = None
+
+    def _connect(self) -> None:
+        self.tools = preflight(self.config, self.row)
+        self.kubeconfig, self.context = self.config.kubeconfig, self.config.kube_context
+        self.kubectl = Kubectl(self.tools.kubectl, self.kubeconfig, self.context)
+
+    def _cluster_label(self) -> str:
+        return f"context {self.context!r}" if self.context else "the kubeconfig's current context"
+
+    def _after_connect(self) -> None:
+        self.discovered = discover(self.api)
+        self.mismatches = compare(self.spec, self.row.kubernetes, self.discovered)
+        self.cluster_versions["discovered"] = dict(self.discovered.versions)
+        self.cluster_versions["discovered_at"] = dict(self.discovered.where)
+        for miss in self.mismatches:
+            self.say(f"cloud: {miss['component']}: row {self.row.name} expects {miss['expected']}, the cluster has "
+                     f"{miss['found']} ({miss['where']})")
+        kfp_at = self.discovered.where.get("kfp_backend")
+        if kfp_at:
+            self.kfp_namespace = kfp_at.split("/", 1)[0]
+            self.spec = replace(self.spec, kfp_namespace=self.kfp_namespace)
+        missing = [c for c in _REQUIRED if not self.discovered.found(_DISCOVERED_AS[c])]
+        if missing and not self.config.install_stack:
+            raise ClusterError(f"the cluster ({self._cluster_label()}) lacks {', '.join(missing)}; install them or "
+                               "pass --install-stack to let seamcheck install the row's versions")
+
+    def _components(self) -> list[str]:
+        wanted = []
+        if self.config.install_stack:
+            wanted = [c for c, key in _DISCOVERED_AS.items() if not self.discovered.found(key)]
+        return wanted + ["seamcheck"]
+
+    def _namespaces(self, components: list[str]) -> list[str]:
+        spaces = [self.spec.serving_namespace, self.spec.system_namespace]
+        return spaces + ([self.spec.kfp_namespace] if "kfp" in components else [])
+
+    def _endpoints(self) -> dict[str, str]:
+        assert self.api is not None
+        self.forwards = PortForwards(self.kubectl, self.registry, self.state / "logs")
+        sys_ns = self.spec.system_namespace
+        urls = {
+            "mlflow": self.forwards.add("mlflow", sys_ns, "svc/mlflow", 5000).url,
+            "minio": self.forwards.add("minio", sys_ns, "svc/minio", 9000).url,
+            "prometheus": self.forwards.add("prometheus", sys_ns, "svc/prometheus", 9090).url,
+            "kfp": self.forwards.add("kfp", self.kfp_namespace, "svc/ml-pipeline", 8888).url,
+            "kfp_minio": self.forwards.add("kfp_minio", self.kfp_namespace, "svc/minio-service", 9000).url,
+        }
+        urls["ingress"] = self._ingress_url()
+        return urls
+
+    def _ingress_url(self) -> str:
+        """The gateway's load balancer when it has an address, else a port-forward to it."""
+        core = k8s.CoreV1Api(self.api)
+        candidates = [self.spec.ingress_service[:2], ("kourier-system", "kourier"),
+                      ("istio-system", "istio-ingressgateway")]
+        for namespace, name in dict.fromkeys(candidates):
+            try:
+                svc = core.read_namespaced_service(name, namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            ingress = (svc.status.load_balancer.ingress or []) if svc.status and svc.status.load_balancer else []
+            for entry in ingress:
+                address = entry.ip or entry.hostname
+                if address:
+                    return f"http://{address}:80"
+            assert self.forwards is not None
+            return self.forwards.add("ingress", namespace, f"svc/{name}", 80).url
+        raise ClusterError("no Knative ingress gateway found (kourier-system/kourier or istio-system/"
+                           "istio-ingressgateway)")
+
+    def _chaos_namespaces(self) -> Iterable[str]:
+        return self.config.chaos_namespaces  # nothing unless the user lists it (and labels it)
+
+    def _stop_processes(self) -> None:
+        if self.forwards is not None:
+            self.forwards.close()
+        super()._stop_processes()
+
+    def gpu_placement(self, run: PipelineRun, task: str = "train-model") -> dict[str, Any]:
+        """As the base class, plus `real_gpu`: the node advertises GPUs and is not seamcheck's fake pool."""
+        evidence = super().gpu_placement(run, task)
+        evidence["real_gpu"] = bool(evidence["on_gpu_node"] and not evidence["fake_gpu_pool"])
+        return evidence

@@ -1,0 +1,144 @@
+"""The `kind` and `kind-gpu` profiles: a kind cluster on this machine's Docker, the matrix row's
+stack installed on it, the same scenarios as everywhere.
+
+Lifecycle: a cluster named SEAMCHECK_KIND_CLUSTER (default `seamcheck`) is reused when it exists
+(and then left in place), else created from fixtures/kind/cluster.yaml.j2 with the row's node
+image (the row's newest Kubernetes; SEAMCHECK_KIND_IMAGE overrides) and deleted at the end unless
+--keep-cluster. The harness reaches the stack through NodePorts that kind publishes on 127.0.0.1.
+
+kind-gpu adds a worker labelled and tainted like a cloud GPU pool, advertises a fake
+`nvidia.com/gpu` on it, and submits the train task with a toleration for the taint, so the
+task's accelerator request schedules there and only there. Plain kind has no GPU pool: the
+accelerator request is dropped from the submitted copy (the compiled YAML keeps it).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from kubernetes import client as k8s
+
+from harness.cluster.commands import Kubectl
+from harness.cluster.errors import ClusterError
+from harness.cluster.gpu import FAKE_POOL_SELECTOR, advertise_fake_gpu, gpu_pool_problems
+from harness.cluster.install import COMPONENTS
+from harness.cluster.kind import KindCluster
+from harness.cluster.profile import ClusterProfile
+from harness.cluster.spec import ClusterSpec, cluster_spec
+from harness.cluster.tools import Tools, check_kind_tools
+from harness.config import StackConfig
+from harness.matrix import Row
+from harness.profiles.base import PipelineRun
+
+__all__ = ["KindGpuProfile", "KindProfile", "kind_spec", "preflight"]
+
+
+#: kind port mapping name -> endpoint key of ClusterProfile.endpoints
+_ENDPOINT_KEYS = {"ingress": "ingress", "kfp-api": "kfp", "kfp-minio": "kfp_minio", "mlflow": "mlflow",
+                  "minio": "minio", "prometheus": "prometheus"}
+
+
+def kind_spec(config: StackConfig, row: Row, profile: str) -> ClusterSpec:
+    return cluster_spec(row, profile, serving_namespace=config.namespace, host_ports=config.ports)
+
+
+def preflight(config: StackConfig, row: Row) -> Tools:
+    """Before anything starts: the row has what kind needs, kind/docker/kubectl/git are there,
+    kind is >= v0.24, and the Docker daemon answers. One-line errors (ProfileError)."""
+    spec = kind_spec(config, row, config.profile)
+    return check_kind_tools(config.kind_bin, need_helm=spec.network_layer == "istio")
+
+
+class KindProfile(ClusterProfile):
+    name = "kind"
+    # The train task asks for 4 CPU / 16Gi (limits, which KFP also makes requests); a kind node's
+    # capacity is the CI runner's, so the submitted copy asks for what such a node can give.
+    fit: dict[str, Any] | None = {"cpu": "1", "memory_gib": 2}
+    drop_accelerator = True
+    gpu_toleration = False
+
+    def __init__(self, config: StackConfig, row: Row, *, progress: Callable[[str], None] | None = None) -> None:
+        super().__init__(config, row, kind_spec(config, row, self.name), progress=progress)
+        self.cluster: KindCluster | None = None
+        self.created = False
+        self.tools: Tools | None = None
+        self.gpu: dict[str, Any] = {}
+
+    def _connect(self) -> None:
+        self.tools = preflight(self.config, self.row)
+        self.cluster_versions.update(kind=self.tools.kind_version, docker=self.tools.docker_server)
+        assert self.tools.kind is not None and self.tools.docker is not None
+        self.cluster = KindCluster(self.spec, self.tools.kind, self.tools.docker, self.say)
+        if not self.cluster.exists():
+            # Marked before creating: a creation that fails half-way still gets deleted at teardown.
+            self.created = True
+            self.cluster.create(self.state / "kind-config.yaml")
+        else:
+            self.say(f"kind: reusing the existing cluster {self.spec.cluster_name!r}; it is left in place at the end")
+        self.kubeconfig = self.cluster.write_kubeconfig(self.state / "kubeconfig")
+        self.kubectl = Kubectl(self.tools.kubectl, self.kubeconfig)
+
+    def _after_connect(self) -> None:
+        if self.spec.gpu_workers:
+            self._prepare_gpu_pool()
+
+    def _prepare_gpu_pool(self) -> None:
+        core = k8s.CoreV1Api(self.api)
+        nodes = core.list_node(label_selector=FAKE_POOL_SELECTOR).items
+        if not nodes:
+            raise ClusterError(f"kind-gpu: no node labelled {FAKE_POOL_SELECTOR} in cluster {self.spec.cluster_name!r}; "
+                               "a reused cluster must have been created with the kind-gpu config "
+                               "(python -m harness.cluster.kind config --profile kind-gpu)")
+        for node in nodes:
+            problems = gpu_pool_problems(node)
+            if problems:
+                raise ClusterError(f"kind-gpu: node {node.metadata.name} does not look like a GPU pool: "
+                                   f"{'; '.join(problems)}")
+            self.gpu[node.metadata.name] = advertise_fake_gpu(self.api, node.metadata.name, count=1)
+            self.say(f"kind-gpu: {node.metadata.name} advertises nvidia.com/gpu=1 (fake; no device plugin)")
+
+    def _components(self) -> list[str]:
+        return list(COMPONENTS)
+
+    def _endpoints(self) -> dict[str, str]:
+        assert self.cluster is not None
+        published = self.cluster.published_ports() if not self.created else {}
+        urls = {}
+        for name, key in _ENDPOINT_KEYS.items():
+            mapping = self.spec.port(name)
+            host_port = published.get(mapping.node_port, mapping.host_port)
+            if not self.created and mapping.node_port not in published:
+                raise ClusterError(f"the reused kind cluster {self.spec.cluster_name!r} does not publish node port "
+                                   f"{mapping.node_port} ({name}); recreate it with `python -m harness.cluster.kind "
+                                   f"config --profile {self.name}`")
+            urls[key] = f"http://127.0.0.1:{host_port}"
+        return urls
+
+    def _chaos_namespaces(self) -> Iterable[str]:
+        # The cluster is the harness's own: its namespaces unless the user narrowed them.
+        return self.config.chaos_namespaces or self.spec.harness_namespaces
+
+    def _cluster_teardown(self) -> None:
+        if self.cluster is None:
+            return
+        if self.created and not self.config.keep_cluster:
+            self.cluster.delete()
+        elif self.created:
+            self.say(f"kind: keeping cluster {self.spec.cluster_name!r} (--keep-cluster); delete it with "
+                     f"`kind delete cluster --name {self.spec.cluster_name}`")
+
+    def versions(self) -> dict[str, Any]:
+        out = super().versions()
+        if self.gpu:
+            out["cluster"]["fake_gpu_nodes"] = self.gpu
+        return out
+
+
+class KindGpuProfile(KindProfile):
+    name = "kind-gpu"
+    drop_accelerator = False
+    gpu_toleration = True
+
+    def gpu_cordon_check(self, run: PipelineRun, task: str = "train-model") -> dict[str, Any]:
+        """The training pod's scheduling constraints cannot be met while its GPU node is cordoned."""
+        return self._cordon_check(run, task)
+

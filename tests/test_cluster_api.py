@@ -1,0 +1,517 @@
+"""The cluster profiles' API logic against tests/fake_apiserver.py (a FAKE API server, used only
+because no real one can run here): the fake's own REST semantics first, then create-or-patch with
+404 and 409, waits with deadlines, traffic, rollback by storageUri swap, the NetworkPolicy fault,
+the GPU node status patch and cordon check, the chaos guard, scaling and pod deletion, waits on
+deployments/CRDs/jobs, and discovery of an existing cluster's versions."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from harness.cluster.discover import compare, discover
+from harness.cluster.errors import ChaosRefused, ClusterError, WaitTimeout
+from harness.cluster.faults import CUT_POLICY_NAME, ClusterFaults
+from harness.cluster.gpu import (GPU_TAINT, advertise_fake_gpu, gpu_pool_problems, placement_evidence,
+                                 unschedulable_when_cordoned)
+from harness.cluster.guard import ChaosGuard
+from harness.cluster.isvc import StaleStorageUri, swap_storage_uri, traffic
+from harness.cluster.spec import cluster_spec
+from harness.cluster.waits import wait_crds_established, wait_deployments_available, wait_job_complete
+from harness.matrix import load_matrix
+from harness.serving.client import IsvcClient, IsvcFailed, IsvcWaitTimeout
+from harness.traffic.rollout import promote, rollback, start_canary
+from tests.fake_apiserver import FakeApiServer
+
+NS = "model-serving"
+GROUP = ("serving.kserve.io", "v1beta1", NS, "inferenceservices")
+
+
+@pytest.fixture
+def fake():
+    with FakeApiServer() as server:
+        for name, labels in ((NS, {"seamcheck.io/chaos": "allowed"}), ("kubeflow", {"seamcheck.io/chaos": "allowed"}),
+                             ("seamcheck-system", {}), ("prod", {"seamcheck.io/chaos": "allowed"})):
+            server.put(namespace(name, labels))
+        yield server
+
+
+@pytest.fixture
+def api(fake: FakeApiServer) -> k8s.ApiClient:
+    return fake.api_client()
+
+
+def namespace(name: str, labels: dict[str, str] | None = None) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **(labels or {})}}}
+
+
+def isvc(name: str, uri: str, canary: int | None = None) -> dict:
+    predictor: dict[str, Any] = {"minReplicas": 1, "model": {"modelFormat": {"name": "mlflow"}, "protocolVersion": "v2",
+                                                             "storageUri": uri}}
+    if canary is not None:
+        predictor["canaryTrafficPercent"] = canary
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": NS, "labels": {"mlflow-run-id": "r1"}},
+            "spec": {"predictor": predictor}}
+
+
+def pod(name: str, ns: str, *, labels: dict | None = None, node: str | None = None, phase: str = "Running",
+        containers: tuple[str, ...] = ("main",), resources: dict | None = None, tolerations: list | None = None,
+        annotations: dict | None = None, ip: str | None = None) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": labels or {}, "annotations": annotations or {}},
+            "spec": {"nodeName": node, "tolerations": tolerations or [],
+                     "containers": [{"name": c, "image": "python:3.11-slim", "resources": resources or {}}
+                                    for c in containers]},
+            "status": {"phase": phase, **({"podIP": ip} if ip else {})}}
+
+
+def node(name: str, *, labels: dict | None = None, taints: list | None = None, gpus: int = 0,
+         unschedulable: bool = False) -> dict:
+    resources = {"cpu": "4", "memory": "16Gi", **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels or {}},
+            "spec": {"taints": taints or [], **({"unschedulable": True} if unschedulable else {})},
+            "status": {"capacity": dict(resources), "allocatable": dict(resources)}}
+
+
+def deployment(name: str, ns: str, *, replicas: int = 1, ready: int | None = None, image: str = "x:1",
+               labels: dict | None = None, container: str = "main", annotations: dict | None = None) -> dict:
+    ready = replicas if ready is None else ready
+    available = "True" if ready >= replicas else "False"
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels or {}, "annotations": annotations or {},
+                         "generation": 1},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": container, "image": image}]}}},
+            "status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": ready,
+                       "availableReplicas": ready,
+                       "conditions": [{"type": "Available", "status": available, "reason": "MinimumReplicas",
+                                       "message": "m"}]}}
+
+
+# ------------------------------------------------------------------------------ the fake itself
+def test_fake_api_server_semantics(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    custom = k8s.CustomObjectsApi(api)
+    created = custom.create_namespaced_custom_object(*GROUP, isvc("a", "s3://b/m/model"))
+    assert created["metadata"]["generation"] == 1 and "status" not in created
+    with pytest.raises(ApiException) as dup:
+        custom.create_namespaced_custom_object(*GROUP, isvc("a", "s3://b/m/model"))
+    assert dup.value.status == 409 and '"reason":"AlreadyExists"' in dup.value.body.replace(" ", "")
+    with pytest.raises(ApiException) as missing:
+        custom.get_namespaced_custom_object(*GROUP, "nope")
+    assert missing.value.status == 404 and "inferenceservices.serving.kserve.io \\\"nope\\\" not found" in \
+        missing.value.body.replace('"nope"', '\\"nope\\"')
+    rv = created["metadata"]["resourceVersion"]
+    same = custom.patch_namespaced_custom_object(*GROUP, "a", {"metadata": {"labels": {"mlflow-run-id": "r1"}}})
+    assert same["metadata"]["resourceVersion"] == rv  # a no-op patch keeps the resourceVersion
+    changed = custom.patch_namespaced_custom_object(*GROUP, "a", {"spec": {"predictor": {"minReplicas": 2}},
+                                                                  "status": {"hacked": True}})
+    assert changed["metadata"]["generation"] == 2 and "status" not in changed  # main resource ignores status
+    with pytest.raises(ApiException) as stale:
+        custom.patch_namespaced_custom_object(*GROUP, "a", {"metadata": {"resourceVersion": rv},
+                                                            "spec": {"predictor": {"minReplicas": 3}}})
+    assert stale.value.status == 409 and "the object has been modified" in stale.value.body
+    status = custom.patch_namespaced_custom_object_status(*GROUP, "a", {"status": {"observedGeneration": 2},
+                                                                        "spec": {"predictor": {"minReplicas": 9}}})
+    assert status["status"] == {"observedGeneration": 2} and status["spec"]["predictor"]["minReplicas"] == 2
+    assert status["metadata"]["generation"] == 2  # status writes do not count as spec changes
+    with pytest.raises(ApiException) as failed_test:
+        custom.patch_namespaced_custom_object(*GROUP, "a", [{"op": "test", "path": "/spec/predictor/minReplicas",
+                                                             "value": 7}],
+                                              _content_type="application/json-patch+json")
+    assert failed_test.value.status == 422
+    with pytest.raises(ApiException) as smp:
+        custom.patch_namespaced_custom_object(*GROUP, "a", {"spec": {}},
+                                              _content_type="application/strategic-merge-patch+json")
+    assert smp.value.status == 415
+    with pytest.raises(ApiException) as merge_list:  # a JSON patch sent as a merge patch is rejected
+        custom.patch_namespaced_custom_object(*GROUP, "a", [{"op": "remove", "path": "/spec"}])
+    assert merge_list.value.status == 400
+    core = k8s.CoreV1Api(api)
+    fake.put(pod("p1", NS, labels={"app": "x", "tier": "a"}))
+    fake.put(pod("p2", NS, labels={"app": "y"}, node="n1"))
+    assert [p.metadata.name for p in core.list_namespaced_pod(NS, label_selector="app in (x,z),tier").items] == ["p1"]
+    assert [p.metadata.name for p in core.list_namespaced_pod(NS, field_selector="spec.nodeName=n1").items] == ["p2"]
+    assert [p.metadata.name for p in core.list_namespaced_pod(NS, label_selector="app!=x").items] == ["p2"]
+    with pytest.raises(ApiException) as no_ns:
+        core.create_namespaced_pod("ghost", pod("p3", "ghost"))
+    assert no_ns.value.status == 404
+
+
+# ------------------------------------------------------------------------------ a KServe stand-in
+class FakeKServe:
+    """Plays KServe's controller on the fake: a new revision when the predictor's template changes
+    (canaryTrafficPercent is traffic, not template), ready after `delay_s`, traffic as KServe's
+    ksvc reconciler builds it, ModelLoadFailed for a storageUri that does not end in /model."""
+
+    def __init__(self, fake: FakeApiServer, delay_s: float = 0.2) -> None:
+        self.fake, self.delay_s = fake, delay_s
+        self.generations: dict[str, int] = {}
+        self.templates: dict[str, list] = {}  # name -> [template, revision number]
+        fake.react("inferenceservices", self.on_write)
+
+    def on_write(self, fake: FakeApiServer, verb: str, obj: dict) -> None:
+        name, generation = obj["metadata"]["name"], obj["metadata"]["generation"]
+        if verb == "DELETE" or self.generations.get(name) == generation:
+            return
+        self.generations[name] = generation
+        threading.Timer(self.delay_s, self.reconcile, args=(name, generation)).start()
+
+    def reconcile(self, name: str, generation: int) -> None:
+        obj = self.fake.get("serving.kserve.io/v1beta1", "InferenceService", name, NS)
+        if obj is None or obj["metadata"]["generation"] != generation:
+            return
+        status = obj.get("status") or {}
+        comp = dict((status.get("components") or {}).get("predictor") or {})
+        predictor = obj["spec"]["predictor"]
+        template = {k: v for k, v in predictor.items() if k != "canaryTrafficPercent"}
+        known = self.templates.get(name)
+        if known is None or known[0] != template:
+            self.templates[name] = known = [template, (known[1] + 1) if known else 1]
+        revision = f"{name}-predictor-{known[1]:05d}"
+        if not predictor["model"]["storageUri"].endswith("/model"):
+            status.update(observedGeneration=generation, conditions=[
+                {"type": "Ready", "status": "False", "reason": "RevisionFailed"},
+                {"type": "PredictorReady", "status": "False", "reason": "RevisionFailed", "message": "exit 0"}],
+                modelStatus={"transitionStatus": "BlockedByFailedLoad",
+                             "lastFailureInfo": {"reason": "ModelLoadFailed", "exitCode": 0, "message": ""}})
+            self.fake.update_status("serving.kserve.io/v1beta1", "InferenceService", name, NS, status)
+            return
+        rolled = comp.get("latestRolledoutRevision")
+        percent = predictor.get("canaryTrafficPercent")
+        if percent is not None and rolled and rolled != revision:
+            traffic = [{"revisionName": revision, "percent": percent, "latestRevision": True}]
+            if percent < 100:
+                traffic.append({"revisionName": rolled, "percent": 100 - percent, "tag": "prev",
+                                "latestRevision": False})
+        else:
+            traffic = [{"revisionName": revision, "percent": 100, "latestRevision": True}]
+        if traffic[0]["percent"] == 100 and rolled != revision:
+            comp["previousRolledoutRevision"], comp["latestRolledoutRevision"] = rolled, revision
+        comp.update(latestCreatedRevision=revision, latestReadyRevision=revision, traffic=traffic,
+                    url=f"http://{name}-predictor.{NS}.example.com")
+        status.update(observedGeneration=generation, components={"predictor": comp},
+                      conditions=[{"type": "Ready", "status": "True"}, {"type": "PredictorReady", "status": "True"}])
+        status.pop("modelStatus", None)
+        self.fake.update_status("serving.kserve.io/v1beta1", "InferenceService", name, NS, status)
+
+
+# ------------------------------------------------------------------------------ InferenceServices
+def test_create_or_patch_creates_on_404_then_patches(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    client = IsvcClient(api, NS)
+    verb, obj = client.create_or_patch(isvc("svc", "s3://b/1/model"))
+    assert verb == "created" and obj["metadata"]["generation"] == 1
+    calls = fake.calls(contains="/inferenceservices")
+    assert [c["method"] for c in calls] == ["PATCH", "POST"]
+    # The client sends no Content-Type on POST; kube-apiserver reads such a body as JSON, as the fake does.
+    assert calls[0]["content_type"] == "application/merge-patch+json" and calls[1]["content_type"] in ("",
+                                                                                                      "application/json")
+    verb, obj = client.create_or_patch(isvc("svc", "s3://b/2/model"))
+    assert verb == "patched" and obj["spec"]["predictor"]["model"]["storageUri"] == "s3://b/2/model"
+    assert obj["metadata"]["generation"] == 2
+
+
+def test_create_or_patch_patches_when_someone_else_created_it_first(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    """PATCH 404, another writer creates it, our POST gets 409 AlreadyExists: we patch theirs."""
+    first_patch = []
+
+    def other_writer(method: str, path: str) -> None:
+        if method == "POST" and path.endswith("/inferenceservices") and not first_patch:
+            first_patch.append(True)
+            fake.put(isvc("race", "s3://b/theirs/model"))
+
+    fake.intercept(other_writer)
+    verb, obj = IsvcClient(api, NS).create_or_patch(isvc("race", "s3://b/ours/model"))
+    assert verb == "patched" and obj["spec"]["predictor"]["model"]["storageUri"] == "s3://b/ours/model"
+    assert [c["method"] for c in fake.calls(contains="/inferenceservices")] == ["PATCH", "POST", "PATCH"]
+
+
+def test_wait_ready_sees_the_controller_and_reads_traffic(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    FakeKServe(fake, delay_s=0.3)
+    client = IsvcClient(api, NS)
+    client.create_or_patch(isvc("svc", "s3://b/1/model", canary=20))
+    ready = client.wait_ready("svc", deadline_s=10)
+    assert traffic(ready) == {"svc-predictor-00001": 100}  # a first rollout takes 100% whatever the canary says
+    state = start_canary(client, "svc", "s3://b/2/model", 20, deadline_s=10)
+    assert (state.canary, state.stable) == ("svc-predictor-00002", "svc-predictor-00001")
+    assert traffic(state.isvc) == {"svc-predictor-00002": 20, "svc-predictor-00001": 80}
+    # canaryTrafficPercent 0: no new revision, the rolled-out one takes everything back
+    assert traffic(rollback(client, "svc", state, deadline_s=10)) == {"svc-predictor-00002": 0,
+                                                                      "svc-predictor-00001": 100}
+
+
+def test_wait_ready_gives_up_at_its_deadline_naming_what_it_waited_for(api: k8s.ApiClient) -> None:
+    client = IsvcClient(api, NS)
+    client.create_or_patch(isvc("stuck", "s3://b/1/model"))  # no controller: never Ready
+    started = time.monotonic()
+    with pytest.raises(IsvcWaitTimeout) as exc:
+        client.wait_ready("stuck", deadline_s=1.0)
+    assert 1.0 <= time.monotonic() - started < 5
+    assert "gave up after 1s waiting for condition Ready=True" in str(exc.value)
+    assert "conditions: none yet" in str(exc.value)
+
+
+def test_a_failed_revision_stops_the_wait_with_kserves_reason(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    FakeKServe(fake, delay_s=0.1)
+    client = IsvcClient(api, NS)
+    client.create_or_patch(isvc("broken", "s3://b/1"))
+    with pytest.raises(IsvcFailed) as exc:
+        client.wait_ready("broken", deadline_s=30)
+    assert "ModelLoadFailed" in str(exc.value)
+
+
+def test_rollback_by_storage_uri_swap(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    FakeKServe(fake, delay_s=0.1)
+    client = IsvcClient(api, NS)
+    client.create_or_patch(isvc("svc", "s3://b/good/model"))
+    client.wait_ready("svc", deadline_s=10)
+    start_canary(client, "svc", "s3://b/bad/model", 30, deadline_s=10)
+    fake.requests.clear()
+    rolled = swap_storage_uri(client, "svc", expected_current="s3://b/bad/model", new_uri="s3://b/good/model",
+                              deadline_s=10)
+    assert rolled["spec"]["predictor"]["model"]["storageUri"] == "s3://b/good/model"
+    assert "canaryTrafficPercent" not in rolled["spec"]["predictor"]
+    assert traffic(rolled) == {"svc-predictor-00003": 100}
+    patch = fake.calls("PATCH", "/inferenceservices/svc")[0]
+    assert patch["content_type"] == "application/json-patch+json" and '"op": "test"' in patch["body"]
+    before = client.get("svc")
+    with pytest.raises(StaleStorageUri):
+        swap_storage_uri(client, "svc", expected_current="s3://b/bad/model", new_uri="s3://b/other/model",
+                         deadline_s=5)
+    assert client.get("svc")["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_promote_after_canary(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    FakeKServe(fake, delay_s=0.05)
+    client = IsvcClient(api, NS)
+    client.create_or_patch(isvc("svc", "s3://b/1/model"))
+    client.wait_ready("svc", deadline_s=10)
+    state = start_canary(client, "svc", "s3://b/2/model", 10, deadline_s=10)
+    # Removing canaryTrafficPercent is a merge patch with null: the field must really go.
+    promoted = promote(client, "svc", state, deadline_s=10)
+    assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
+    assert traffic(promoted) == {"svc-predictor-00002": 100}
+    assert promoted["status"]["components"]["predictor"]["previousRolledoutRevision"] == "svc-predictor-00001"
+
+
+# ------------------------------------------------------------------------------ chaos guard + faults
+def test_the_chaos_guard_needs_the_flag_and_the_label(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    guard = ChaosGuard.of(api, ["kubeflow", "seamcheck-system", "absent"], cluster="context prod-eu")
+    guard.check("kubeflow", "x")  # listed and labelled
+    with pytest.raises(ChaosRefused, match="not listed in --chaos-namespaces"):
+        guard.check("prod", "delete pods")  # labelled, not listed
+    with pytest.raises(ChaosRefused, match=r"lacks the label seamcheck.io/chaos=allowed \(found None\)"):
+        guard.check("seamcheck-system", "delete pods")  # listed, not labelled
+    with pytest.raises(ChaosRefused, match="does not exist"):
+        guard.check("absent", "delete pods")
+    with pytest.raises(ChaosRefused, match="on context prod-eu"):
+        guard.check("prod", "x")
+    with pytest.raises(ChaosRefused, match=r"listed: none"):
+        ChaosGuard.of(api, []).check("kubeflow", "x")  # the cloud default: nothing is allowed
+
+
+def test_network_policy_cuts_the_pipeline_namespace_from_mlflow_and_is_removed(api: k8s.ApiClient,
+                                                                                fake: FakeApiServer) -> None:
+    fake.put(pod("mlflow-abc", "seamcheck-system", labels={"app.kubernetes.io/name": "mlflow"}, ip="10.244.1.7"))
+    fake.put(pod("minio-abc", "seamcheck-system", labels={"app.kubernetes.io/name": "minio"}, ip="10.244.1.8"))
+    faults = ClusterFaults(api, ChaosGuard.of(api, ["kubeflow"]))
+    policy = faults.cut_pipeline_from_mlflow("kubeflow", "seamcheck-system", {"app.kubernetes.io/name": "mlflow"})
+    stored = fake.get("networking.k8s.io/v1", "NetworkPolicy", CUT_POLICY_NAME, "kubeflow")
+    assert stored is not None and stored["spec"] == policy["spec"]
+    spec = stored["spec"]
+    assert spec["podSelector"] == {} and spec["policyTypes"] == ["Egress"]
+    peers = [peer for rule in spec["egress"] for peer in rule["to"]]
+    assert {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.1.7/32"]}} in peers  # MLflow's pod IP only
+    beside = next(p for p in peers if "podSelector" in p)
+    assert beside["podSelector"]["matchExpressions"] == [{"key": "app.kubernetes.io/name", "operator": "NotIn",
+                                                          "values": ["mlflow"]}]
+    faults.cut_pipeline_from_mlflow("kubeflow", "seamcheck-system", {"app.kubernetes.io/name": "mlflow"})  # 409 path
+    assert [c["method"] for c in fake.calls(contains="/networkpolicies")] == ["POST", "POST", "PUT"]
+    assert faults.restore_pipeline_to_mlflow("kubeflow") is True
+    assert fake.get("networking.k8s.io/v1", "NetworkPolicy", CUT_POLICY_NAME, "kubeflow") is None
+    assert faults.restore_pipeline_to_mlflow("kubeflow") is False and faults.policies == []
+
+
+def test_faults_are_refused_before_anything_changes(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    fake.put(pod("victim", "prod", labels={"app": "x"}))
+    fake.put(deployment("web", "prod"))
+    faults = ClusterFaults(api, ChaosGuard.of(api, ["kubeflow"]))  # prod is labelled but not listed
+    fake.requests.clear()
+    for attempt in (lambda: faults.cut_pipeline_from_mlflow("prod", "seamcheck-system", {"app": "mlflow"}),
+                    lambda: faults.delete_pods("prod", "app=x"),
+                    lambda: faults.scale("prod", "web", 0)):
+        with pytest.raises(ChaosRefused):
+            attempt()
+    assert all(c["method"] == "GET" for c in fake.requests), fake.requests  # refused before any write
+    assert fake.get("v1", "Pod", "victim", "prod") is not None
+    assert fake.get("apps/v1", "Deployment", "web", "prod")["spec"]["replicas"] == 1
+
+
+def test_pod_deletion_and_scaling_in_an_allowed_namespace(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    for i in range(2):
+        fake.put(pod(f"rev-{i}", NS, labels={"serving.knative.dev/revision": "svc-predictor-00001"}))
+    fake.put(pod("other", NS, labels={"serving.knative.dev/revision": "svc-predictor-00002"}))
+    fake.put(deployment("prometheus", NS, replicas=1))
+    faults = ClusterFaults(api, ChaosGuard.of(api, [NS]))
+    deleted = faults.delete_pods(NS, "serving.knative.dev/revision=svc-predictor-00001", grace_period_s=0)
+    assert deleted == ["rev-0", "rev-1"] and fake.get("v1", "Pod", "other", NS) is not None
+    assert {c["query"].get("gracePeriodSeconds") for c in fake.calls("DELETE", "/pods/")} == {"0"}
+    with pytest.raises(ValueError, match="label selector is required"):
+        faults.delete_pods(NS, "")
+    assert faults.scale(NS, "prometheus", 0) == 1
+    assert fake.get("apps/v1", "Deployment", "prometheus", NS)["spec"]["replicas"] == 0
+    assert fake.calls("PATCH", "/deployments/prometheus/scale")
+
+
+# ------------------------------------------------------------------------------ GPU
+def _kubelet(fake: FakeApiServer, verb: str, obj: dict) -> None:
+    """The kubelet's part: extended resources in capacity show up in allocatable."""
+    status = obj.get("status") or {}
+    capacity, allocatable = status.get("capacity", {}), status.get("allocatable", {})
+    extended = {k: v for k, v in capacity.items() if "/" in k}
+    if any(allocatable.get(k) != v for k, v in extended.items()):
+        threading.Timer(0.2, lambda: fake.update_status("v1", "Node", obj["metadata"]["name"], "",
+                                                        {**status, "allocatable": {**allocatable, **extended}})).start()
+
+
+def test_fake_gpu_is_advertised_through_the_node_status_subresource(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    fake.put(node("gpu-worker", labels={"nvidia.com/gpu.present": "true"},
+                  taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]))
+    fake.react("nodes", _kubelet)
+    seen = advertise_fake_gpu(api, "gpu-worker", count=1, deadline_s=10, interval_s=0.1)
+    assert seen == {"node": "gpu-worker", "capacity": "1", "allocatable": "1"}
+    patch = fake.calls("PATCH", "/nodes/gpu-worker/status")
+    assert len(patch) == 1 and patch[0]["content_type"] == "application/json-patch+json"
+    assert '"path": "/status/capacity/nvidia.com~1gpu"' in patch[0]["body"]
+    stored = fake.get("v1", "Node", "gpu-worker")
+    assert stored["spec"]["taints"] and stored["metadata"]["labels"]  # the status patch touched status only
+    advertise_fake_gpu(api, "gpu-worker", count=1, deadline_s=5, interval_s=0.1)
+    assert len(fake.calls("PATCH", "/nodes/gpu-worker/status")) == 1  # already advertised: no second patch
+    assert gpu_pool_problems(k8s.CoreV1Api(api).read_node("gpu-worker")) == []
+
+
+def test_advertising_without_a_kubelet_times_out_naming_allocatable(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    fake.put(node("lonely"))
+    with pytest.raises(WaitTimeout, match="to list 1 nvidia.com/gpu as allocatable"):
+        advertise_fake_gpu(api, "lonely", deadline_s=0.5, interval_s=0.1)
+
+
+def test_gpu_pool_problems_name_the_missing_label_and_taint(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    fake.put(node("plain"))
+    problems = gpu_pool_problems(k8s.CoreV1Api(api).read_node("plain"))
+    assert problems == ["label nvidia.com/gpu.present=true missing",
+                        f"taint nvidia.com/gpu=present:{GPU_TAINT['effect']} missing"]
+
+
+def test_placement_and_cordon_check(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    fake.put(node("cpu-worker"))
+    fake.put(node("gpu-worker", labels={"nvidia.com/gpu.present": "true", "seamcheck.io/role": "gpu"}, gpus=1,
+                  taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]))
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    fake.put(pod("train-pod", "kubeflow", node="gpu-worker", phase="Succeeded", tolerations=[toleration],
+                 resources={"limits": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}}))
+    evidence = placement_evidence(api, "kubeflow", "train-pod")
+    assert evidence["node"] == "gpu-worker" and evidence["on_gpu_node"] and evidence["fake_gpu_pool"]
+    assert evidence["pod_gpu_request"] == 1 and evidence["other_nodes_with_gpus"] == []
+    assert evidence["node_taints"] == ["nvidia.com/gpu=present:NoSchedule"]
+
+    def scheduler(fake: FakeApiServer, verb: str, obj: dict) -> None:
+        if verb != "CREATE":
+            return
+        gpu = fake.get("v1", "Node", "gpu-worker")
+        condition = ({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                      "message": "0/2 nodes are available: 1 Insufficient nvidia.com/gpu, 1 node(s) were "
+                                 "unschedulable."} if gpu["spec"].get("unschedulable") else None)
+        if condition:
+            threading.Timer(0.2, lambda: fake.update_status("v1", "Pod", obj["metadata"]["name"], "kubeflow",
+                                                            {"phase": "Pending", "conditions": [condition]})).start()
+
+    fake.react("pods", scheduler)
+    template = k8s.CoreV1Api(api).read_namespaced_pod("train-pod", "kubeflow")
+    result = unschedulable_when_cordoned(api, "gpu-worker", template, "kubeflow", deadline_s=10, interval_s=0.1)
+    assert result["unschedulable"] and result["reason"] == "Unschedulable" and result["scheduled_on"] is None
+    assert result["probe_resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert result["probe_tolerations"] == [toleration]
+    assert not fake.get("v1", "Node", "gpu-worker")["spec"].get("unschedulable")  # uncordoned again
+    assert fake.get("v1", "Pod", result["probe_pod"], "kubeflow") is None  # probe deleted
+    node_patches = [c["body"] for c in fake.calls("PATCH", "/nodes/gpu-worker")]
+    assert node_patches == ['{"spec": {"unschedulable": true}}', '{"spec": {"unschedulable": false}}']
+
+
+def test_cordon_check_restores_the_node_even_when_the_wait_times_out(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    fake.put(node("gpu-worker", gpus=1))
+    fake.put(pod("train-pod", "kubeflow", node="gpu-worker"))
+    template = k8s.CoreV1Api(api).read_namespaced_pod("train-pod", "kubeflow")
+    with pytest.raises(WaitTimeout, match="scheduler's verdict"):
+        unschedulable_when_cordoned(api, "gpu-worker", template, "kubeflow", deadline_s=0.5, interval_s=0.1)
+    assert not fake.get("v1", "Node", "gpu-worker")["spec"].get("unschedulable")
+    assert not [name for (_g, _v, plural, _ns, name) in fake.objects
+                if plural == "pods" and name.startswith("seamcheck-gpu")]  # the probe pod is gone
+
+
+# ------------------------------------------------------------------------------ waits
+def test_wait_deployments_available(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    fake.put(deployment("activator", "kubeflow"))
+    fake.put(deployment("webhook", "kubeflow", replicas=1, ready=0))
+    with pytest.raises(WaitTimeout) as exc:
+        wait_deployments_available(api, "kubeflow", deadline_s=0.5, interval_s=0.1)
+    assert "deployments in kubeflow to be available" in str(exc.value)
+    assert "webhook: 0/1 available, Available=False (MinimumReplicas: m)" in str(exc.value)
+    threading.Timer(0.3, lambda: fake.put(deployment("webhook", "kubeflow"))).start()
+    assert wait_deployments_available(api, "kubeflow", deadline_s=10, interval_s=0.1) == ["activator", "webhook"]
+    with pytest.raises(WaitTimeout, match="controller: not created yet"):
+        wait_deployments_available(api, "kubeflow", names=["controller"], deadline_s=0.3, interval_s=0.1)
+
+
+def test_wait_crds_and_jobs(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "applications.app.k8s.io"},
+           "spec": {"group": "app.k8s.io", "names": {"plural": "applications", "kind": "Application"},
+                    "scope": "Namespaced", "versions": []},
+           "status": {"conditions": [{"type": "Established", "status": "False"}]}}
+    fake.put(crd)
+    with pytest.raises(WaitTimeout, match="applications.app.k8s.io: Established=False"):
+        wait_crds_established(api, ["applications.app.k8s.io"], deadline_s=0.3, interval_s=0.1)
+    fake.update_status(crd["apiVersion"], crd["kind"], crd["metadata"]["name"], "",
+                       {"conditions": [{"type": "Established", "status": "True"}]})
+    wait_crds_established(api, ["applications.app.k8s.io"], deadline_s=5, interval_s=0.1)
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "minio-buckets", "namespace": "kubeflow"},
+           "spec": {"template": {"spec": {"containers": []}}},
+           "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                   "message": "too many retries"}]}}
+    fake.put(job)
+    with pytest.raises(ClusterError, match="failed: BackoffLimitExceeded: too many retries"):
+        wait_job_complete(api, "kubeflow", "minio-buckets", deadline_s=5, interval_s=0.1)
+
+
+# ------------------------------------------------------------------------------ discovery
+def test_discovery_reports_every_difference_from_the_row(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    fake.put(deployment("kserve-controller-manager", "kserve", image="kserve/kserve-controller:v0.13.1",
+                        container="manager"))
+    fake.put(deployment("controller", "knative-serving", labels={"app.kubernetes.io/version": "1.13.1"}))
+    fake.put(deployment("3scale-kourier-gateway", "kourier-system"))
+    fake.put(deployment("ml-pipeline", "kubeflow", image="gcr.io/ml-pipeline/api-server:2.3.0",
+                        container="ml-pipeline-api-server"))
+    fake.put(deployment("cert-manager", "cert-manager", image="quay.io/jetstack/cert-manager-controller:v1.15.1",
+                        container="cert-manager-controller"))
+    fake.put(deployment("mlflow", "seamcheck-system", labels={"app.kubernetes.io/name": "mlflow"},
+                        annotations={"seamcheck.io/mlflow-version": "2.17.2"}))
+    found = discover(api)
+    assert found.versions == {"kubernetes": "1.30", "kserve": "0.13.1", "knative_serving": "1.13.1",
+                              "network_layer": "kourier", "kfp_backend": "2.3.0", "cert_manager": "1.15.1",
+                              "mlflow": "2.17.2"}
+    row = load_matrix().row(None)
+    mismatches = compare(cluster_spec(row, "cloud"), row.kubernetes, found)
+    assert mismatches == [{"component": "kserve", "expected": "0.14.1", "found": "0.13.1",
+                           "where": "kserve/kserve-controller-manager"}]
+    with FakeApiServer(git_version="v1.27.3") as old:
+        gone = discover(old.api_client())
+        misses = {m["component"]: m["found"] for m in compare(cluster_spec(row, "cloud"), row.kubernetes, gone)}
+    assert misses == {"kubernetes": "1.27", "kserve": "not installed", "knative_serving": "not installed",
+                      "kfp_backend": "not installed", "cert_manager": "not installed", "mlflow": "not installed"}
