@@ -70,6 +70,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("seamcheck", "seamcheck: KFP + MLflow + KServe conformance")
     for dest, flag, env, default, help_text in _OPTIONS:
         group.addoption(flag, dest=dest, default=None, help=f"{help_text} [env {env}; default {default}]")
+    group.addoption("--judge", dest="seamcheck_judge", default=os.environ.get("SEAMCHECK_JUDGE"),
+                    help="also grade your canary judge: module:callable, path/file.py:callable or cmd:<command> "
+                         "[env SEAMCHECK_JUDGE]")
     group.addoption("--keep-stack", dest="seamcheck_keep_stack", action="store_true", default=None,
                     help="keep the stack's state folder after the session [env SEAMCHECK_KEEP_STACK=1]")
     for component, (flag, env) in _PORTS.items():

@@ -416,9 +416,10 @@ class FakeApiServer:
             return json_patch(current, patch)
         if ctype == "application/strategic-merge-patch+json":
             if group in CUSTOM_GROUPS:
-                raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
-                                                            "accepted media types include: application/json-patch+json,"
-                                                            " application/merge-patch+json, application/apply-patch+yaml")
+                raise ApiError(415, "UnsupportedMediaType",
+                               "the body of the request was in an unknown format - accepted media types include: "
+                               "application/json-patch+json, application/merge-patch+json, "
+                               "application/apply-patch+yaml")
             if not isinstance(patch, dict):
                 raise ApiError(400, "BadRequest", "strategic merge patch body must be an object")
             return strategic_merge_patch(current, patch)

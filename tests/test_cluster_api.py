@@ -16,8 +16,13 @@ from kubernetes.client.exceptions import ApiException
 from harness.cluster.discover import compare, discover
 from harness.cluster.errors import ChaosRefused, ClusterError, WaitTimeout
 from harness.cluster.faults import CUT_POLICY_NAME, ClusterFaults
-from harness.cluster.gpu import (GPU_TAINT, advertise_fake_gpu, gpu_pool_problems, placement_evidence,
-                                 unschedulable_when_cordoned)
+from harness.cluster.gpu import (
+    GPU_TAINT,
+    advertise_fake_gpu,
+    gpu_pool_problems,
+    placement_evidence,
+    unschedulable_when_cordoned,
+)
 from harness.cluster.guard import ChaosGuard
 from harness.cluster.isvc import StaleStorageUri, swap_storage_uri, traffic
 from harness.cluster.spec import cluster_spec
@@ -501,17 +506,21 @@ def test_discovery_reports_every_difference_from_the_row(api: k8s.ApiClient, fak
     fake.put(deployment("cert-manager", "cert-manager", image="quay.io/jetstack/cert-manager-controller:v1.15.1",
                         container="cert-manager-controller"))
     fake.put(deployment("mlflow", "seamcheck-system", labels={"app.kubernetes.io/name": "mlflow"},
-                        annotations={"seamcheck.io/mlflow-version": "2.17.2"}))
+                        annotations={"seamcheck.io/mlflow-version": "2.17.2"}))  # the harness's own: not reported
+    fake.put(deployment("tracking", "ml-platform", labels={"app.kubernetes.io/name": "mlflow"},
+                        image="ghcr.io/mlflow/mlflow:v2.16.0"))
     found = discover(api)
     assert found.versions == {"kubernetes": "1.30", "kserve": "0.13.1", "knative_serving": "1.13.1",
                               "network_layer": "kourier", "kfp_backend": "2.3.0", "cert_manager": "1.15.1",
-                              "mlflow": "2.17.2"}
+                              "mlflow": "2.16.0"}
     row = load_matrix().row(None)
     mismatches = compare(cluster_spec(row, "cloud"), row.kubernetes, found)
     assert mismatches == [{"component": "kserve", "expected": "0.14.1", "found": "0.13.1",
-                           "where": "kserve/kserve-controller-manager"}]
+                           "where": "kserve/kserve-controller-manager"},
+                          {"component": "mlflow", "expected": "2.17.2", "found": "2.16.0",
+                           "where": "ml-platform/tracking"}]
     with FakeApiServer(git_version="v1.27.3") as old:
         gone = discover(old.api_client())
         misses = {m["component"]: m["found"] for m in compare(cluster_spec(row, "cloud"), row.kubernetes, gone)}
     assert misses == {"kubernetes": "1.27", "kserve": "not installed", "knative_serving": "not installed",
-                      "kfp_backend": "not installed", "cert_manager": "not installed", "mlflow": "not installed"}
+                      "kfp_backend": "not installed", "cert_manager": "not installed"}

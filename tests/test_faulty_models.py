@@ -227,7 +227,7 @@ def test_log_and_register_with_a_tracking_server(envs, base_model, work) -> None
         info = log_faulty_model(envs["pipeline"].python, FaultSpec.error(0.5), base_model_uri="models:/rc-base/1",
                                 registered_model_name="rc-faulty", tracking_uri=uri, env=env)
         assert (info.registered_model_name, info.registered_model_version) == ("rc-faulty", "1")
-        assert info.model_uri.startswith("runs:/") and info.artifact_uri.endswith("/model")
+        assert info.model_uri.startswith("runs:/") and info.artifact_uri.endswith("/canary")
         # The serving role's mlflow loads the registered version and predicts (or fails on purpose).
         probe = ("import mlflow, sys, pandas as pd\n"
                  "p = mlflow.artifacts.download_artifacts('models:/rc-faulty/1', dst_path=sys.argv[1])\n"

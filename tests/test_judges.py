@@ -393,3 +393,24 @@ def test_sequential_is_inconclusive_at_the_deadline_with_too_little_traffic() ->
     final = judge.finish(None)
     assert final.decision is Decision.INCONCLUSIVE
     assert "too little traffic" in final.reasons[0]
+
+
+def test_sequential_rolls_back_a_canary_that_stops_serving_while_stable_serves() -> None:
+    judge = SequentialJudge(CFG)
+    judge.reset()
+    served = [reading(1 * CFG.interval_s, rev(60, 0.0, wn=60), rev(240, 0.0, wn=240))]
+    dark = [reading((i + 2) * CFG.interval_s, RevisionReading(60, 0.0, None, None, None),
+                    rev(240 * (i + 2), 0.0, wn=240)) for i in range(CFG.latency_windows)]
+    decisions = [judge.observe(r).decision for r in served + dark]
+    assert decisions[:-1] == [Decision.CONTINUE] * (len(decisions) - 1)
+    assert decisions[-1] is Decision.ROLLBACK
+
+
+def test_sequential_holds_when_everything_goes_dark() -> None:
+    """Both revisions silent (a scrape gap, not a dead canary): no rollback on availability."""
+    judge = SequentialJudge(CFG)
+    judge.reset()
+    judge.observe(reading(CFG.interval_s, rev(60, 0.0, wn=60), rev(240, 0.0, wn=240)))
+    silent = RevisionReading(None, None, None, None, None)
+    assert {judge.observe(reading((i + 2) * CFG.interval_s, silent, silent)).decision
+            for i in range(5)} == {Decision.CONTINUE}

@@ -19,6 +19,7 @@ from harness.cluster.errors import ClusterError
 __all__ = ["Command", "Kubectl", "run_cmd", "tail"]
 
 TAIL_LINES = 25
+FIELD_MANAGER = "seamcheck"
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -87,8 +88,10 @@ class Kubectl:
         return self.run("apply", "--server-side", "--force-conflicts", "-f", url, what=what, timeout=timeout)
 
     def apply_text(self, text: str, *, what: str, timeout: float) -> Command:
-        return self.run("apply", "--server-side", "--force-conflicts", "-f", "-", what=what, timeout=timeout,
-                        input_text=text)
+        """The harness's own manifests, under their own field manager: applying one of them (a
+        Knative ConfigMap, say) must not drop fields that the release file's apply owns."""
+        return self.run("apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "-f", "-",
+                        what=what, timeout=timeout, input_text=text)
 
     def apply_kustomize(self, target: str, *, what: str, timeout: float) -> Command:
         """`kubectl apply -k` (remote kustomizations need git on PATH). Client-side, as KFP documents."""

@@ -5,7 +5,8 @@ Read: the Kubernetes server version; KServe's controller image tag
 (`kserve-controller-manager`); Knative Serving's `app.kubernetes.io/version` label (on its
 controller, else on the knative-serving namespace); the network layer (Kourier's gateway or
 istiod's image); the KFP api-server image tag (`ml-pipeline`); cert-manager's image tag; MLflow
-(a deployment named or labelled `mlflow`: the seamcheck annotation, else its image tag).
+(a deployment named or labelled `mlflow` outside the harness's own namespace: its
+`seamcheck.io/mlflow-version` annotation, else its image tag).
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def _container_image(dep: k8s.V1Deployment, preferred: tuple[str, ...] = ()) -> 
     return containers[0].image if containers else None
 
 
-def discover(api: k8s.ApiClient) -> Discovered:
+def discover(api: k8s.ApiClient, *, own_namespace: str = "seamcheck-system") -> Discovered:
+    """What the cluster runs. The harness's own MLflow (in `own_namespace`) is not the cluster's:
+    an MLflow found elsewhere is reported, the harness's is not."""
     apps = k8s.AppsV1Api(api)
     found = Discovered()
     try:
@@ -89,7 +92,7 @@ def discover(api: k8s.ApiClient) -> Discovered:
             found.versions["network_layer"] = "istio"
             found.versions["istio"] = image_version(_container_image(dep, ("discovery",)))
             found.where.setdefault("network_layer", where(dep))
-        elif name == "mlflow" or labels.get("app.kubernetes.io/name") == "mlflow":
+        elif (name == "mlflow" or labels.get("app.kubernetes.io/name") == "mlflow") and ns != own_namespace:
             found.versions["mlflow"] = (annotations.get("seamcheck.io/mlflow-version")
                                         or image_version(_container_image(dep, ("mlflow",))))
             found.where["mlflow"] = where(dep)
@@ -115,6 +118,8 @@ def compare(spec: ClusterSpec, kubernetes_versions: tuple[str, ...], found: Disc
         out.append({"component": "kubernetes", "expected": " or ".join(kubernetes_versions), "found": kube,
                     "where": "server version"})
     for component, want in expected.items():
+        if component == "mlflow" and component not in found.where:
+            continue  # no MLflow of the cluster's own: the harness brings the row's (seamcheck-system)
         have = found.versions.get(component)
         if have != want.lstrip("v"):
             out.append({"component": component, "expected": want,

@@ -30,12 +30,17 @@ from harness.cluster.commands import Kubectl, run_cmd
 from harness.cluster.errors import ClusterError, WaitTimeout
 from harness.cluster.render import RenderedManifests
 from harness.cluster.spec import ClusterSpec
-from harness.cluster.waits import (wait_crds_established, wait_deployments_available, wait_job_complete,
-                                   wait_until)
+from harness.cluster.waits import (
+    wait_crds_established,
+    wait_deployments_available,
+    wait_job_complete,
+    wait_until,
+)
 
 __all__ = ["COMPONENTS", "Deadline", "Step", "install_plan", "run_plan"]
 
 COMPONENTS = ("cert-manager", "knative", "kserve", "kfp", "seamcheck")
+RETRY_INTERVAL_S = 5.0
 
 # Errors that mean "a webhook or CRD the previous step created is not serving yet": retried.
 _TRANSIENT = ("failed calling webhook", "connection refused", "no endpoints available", "ensure CRDs are installed",
@@ -66,7 +71,7 @@ class Step:
     sources: tuple[str, ...] = field(default_factory=tuple)
 
 
-def retry_transient(fn: Callable[[], object], *, deadline: Deadline, what: str, interval_s: float = 5.0) -> None:
+def retry_transient(fn: Callable[[], object], *, deadline: Deadline, what: str) -> None:
     """Run fn until it stops failing with a 'not serving yet' error (webhooks, fresh CRDs)."""
     last = {"error": ""}
 
@@ -80,7 +85,7 @@ def retry_transient(fn: Callable[[], object], *, deadline: Deadline, what: str, 
             last["error"] = str(exc).splitlines()[-1][:300]
             return False
 
-    wait_until(attempt, what=what, deadline_s=deadline.left(), interval_s=interval_s,
+    wait_until(attempt, what=what, deadline_s=deadline.left(), interval_s=RETRY_INTERVAL_S,
                last_seen=lambda: last["error"])
 
 

@@ -13,7 +13,15 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from harness.serving.client import GROUP, PLURAL, VERSION, IsvcClient, condition, failed_revision, predictor_status
+from harness.serving.client import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    IsvcClient,
+    condition,
+    failed_revision,
+    predictor_status,
+)
 from harness.traffic.rollout import split_of
 
 __all__ = ["StaleStorageUri", "json_patch", "swap_storage_uri", "traffic"]

@@ -12,6 +12,7 @@ it, and every change is listed in the run's details):
  * the GPU task gets a toleration for the taint GPU pools carry (`nvidia.com/gpu:NoSchedule`),
    the document kfp-kubernetes writes for `add_toleration`: a KFP 2.3 backend adds none by
    itself for an accelerator request, and a tainted pool would never take the pod;
+ * result caching is off for every task: a cached task runs no pod and would leave no evidence;
  * on kind only, resources are fitted to a laptop-sized node: the train task's 4 CPU / 16Gi
    limits (which KFP also turns into requests) cannot be scheduled on a node whose capacity is
    the CI runner's; without a GPU pool (profile kind) the accelerator request is dropped.
@@ -84,6 +85,21 @@ def _fit_resources(resources: dict[str, Any], cpu: str, memory_gib: float) -> li
     return changes
 
 
+def _disable_caching(pipeline: dict[str, Any]) -> list[str]:
+    """Turn KFP's result caching off for every task (root DAG and condition sub-DAGs); returns
+    the tasks that had it on. A cached task runs no pod, so it would leave no evidence."""
+    dags = [pipeline.get("root", {}).get("dag", {})]
+    dags += [c["dag"] for c in pipeline.get("components", {}).values() if "dag" in c]
+    changed = []
+    for dag in dags:
+        for name, task in (dag.get("tasks") or {}).items():
+            options = task.setdefault("cachingOptions", {})
+            if options.get("enableCache", False):
+                changed.append(name)
+            options["enableCache"] = False
+    return sorted(changed)
+
+
 def prepare_submission(compiled_yaml: str, *, env_secret: str, env_keys: list[str], probe_secret: str,
                        probe_mount: str, gpu_toleration: bool, drop_accelerator: bool = False,
                        fit: Mapping[str, Any] | None = None) -> Submission:
@@ -91,7 +107,8 @@ def prepare_submission(compiled_yaml: str, *, env_secret: str, env_keys: list[st
     in the module docstring. `fit`: {"cpu": "1", "memory_gib": 2} to fit limits (kind)."""
     pipeline, platform = split_documents(compiled_yaml)
     pipeline = copy.deepcopy(pipeline)
-    platform = copy.deepcopy(platform) if platform else {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {}}}}}
+    empty = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {}}}}}
+    platform = copy.deepcopy(platform) if platform else empty
     k8s_executors = (platform.setdefault("platforms", {}).setdefault("kubernetes", {})
                      .setdefault("deploymentSpec", {}).setdefault("executors", {}))
     changes: list[str] = []
@@ -117,8 +134,11 @@ def prepare_submission(compiled_yaml: str, *, env_secret: str, env_keys: list[st
                 changes.append(f"{label}: toleration nvidia.com/gpu:NoSchedule (Exists) for its accelerator request")
         if fit and resources:
             changes += [f"{label}: {c}" for c in _fit_resources(resources, str(fit["cpu"]), float(fit["memory_gib"]))]
+    cached = _disable_caching(pipeline)
     changes.insert(0, f"every task: env from Secret {env_secret} ({', '.join(env_keys)}); Secret {probe_secret} "
                       f"mounted at {probe_mount} (the task probe)")
+    if cached:
+        changes.insert(1, f"caching off for {', '.join(cached)} (every run executes, so its evidence is fresh)")
     text = yaml.safe_dump_all([pipeline, platform], sort_keys=False)
     return Submission(text, tuple(changes))
 

@@ -94,7 +94,7 @@ class KindCluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.matrix import load_matrix, DEFAULT_MATRIX_PATH
+    from harness.matrix import DEFAULT_MATRIX_PATH, load_matrix
 
     parser = argparse.ArgumentParser(prog="python -m harness.cluster.kind", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -118,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from harness.matrix import MatrixError
+
     try:
         sys.exit(main())
-    except ClusterError as exc:
+    except (ClusterError, MatrixError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -36,7 +36,14 @@ from harness.cluster.guard import ChaosGuard
 from harness.cluster.ingress import HostRoutingProxy
 from harness.cluster.install import install_plan, run_plan
 from harness.cluster.kfp import KfpApi, prepare_submission
-from harness.cluster.render import BUCKETS, PROBE_MOUNT, TASK_SECRETS, S3Credentials, render_manifests, task_env
+from harness.cluster.render import (
+    BUCKETS,
+    PROBE_MOUNT,
+    TASK_SECRETS,
+    S3Credentials,
+    render_manifests,
+    task_env,
+)
 from harness.cluster.spec import ClusterSpec
 from harness.cluster.tasks import collect_tasks, function_names, run_pods, s3_fetcher
 from harness.cluster.waits import wait_deployments_available, wait_http, wait_until
@@ -74,6 +81,7 @@ class ClusterProfile(Profile):
     fit: dict[str, Any] | None = None
     drop_accelerator = False
     gpu_toleration = True
+    kfp_poll_s = 5.0  # how often a run's state is read
 
     def __init__(self, config: StackConfig, row: Row, spec: ClusterSpec, *,
                  progress: Callable[[str], None] | None = None) -> None:
@@ -312,7 +320,8 @@ class ClusterProfile(Profile):
         run = kfp.create_run(f"seamcheck-{name}", pipeline_id, version_id, params)
         run_id = run["run_id"]
         self.say(f"pipeline {name}: KFP run {run_id} created; waiting up to {self.config.pipeline_deadline_s:.0f}s")
-        final = kfp.wait_run(run_id, deadline_s=self.config.pipeline_deadline_s, say=self.say)
+        final = kfp.wait_run(run_id, deadline_s=self.config.pipeline_deadline_s, interval_s=self.kfp_poll_s,
+                             say=self.say)
         tasks, logs = self._collect(compiled_text, submission.yaml_text, run_id, final, run_dir)
         log_path = run_dir / "runner.log"
         log_path.write_text("".join(f"===== pod {pod} =====\n{text}\n" for pod, text in logs.items()))

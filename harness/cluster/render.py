@@ -26,6 +26,7 @@ __all__ = [
     "RenderedManifests",
     "S3Credentials",
     "manifest_files",
+    "mlflow_allowed_hosts",
     "probe_source",
     "render_kind_config",
     "render_manifests",
@@ -80,6 +81,14 @@ def probe_source() -> str:
     return inspect.getsource(task_probe) + "\n\ninstall()\n"
 
 
+def mlflow_allowed_hosts(spec: ClusterSpec) -> list[str]:
+    """Host headers MLflow's server accepts: its Service names, loopback (NodePort, port-forward)
+    and private IPs (kubelet probes), each with and without a port."""
+    ns = spec.system_namespace
+    names = ["mlflow", f"mlflow.{ns}", f"mlflow.{ns}.svc", f"mlflow.{ns}.svc.cluster.local", "localhost", "127.0.0.1"]
+    return [h for name in names for h in (name, f"{name}:*")] + ["10.*", "172.*", "192.168.*"]
+
+
 def task_env(spec: ClusterSpec, s3: S3Credentials) -> dict[str, str]:
     """Environment of every pipeline task: S3 for boto3 and MLflow, and the probe on PYTHONPATH."""
     minio = spec.in_cluster()["minio"]
@@ -113,6 +122,7 @@ def render_manifests(spec: ClusterSpec, s3: S3Credentials, *, knative_owned: boo
         "namespaces": namespaces, "chaos_labelled": list(chaos_labelled), "scrape_interval": SCRAPE_INTERVAL,
         "ingress": spec.ingress_service, "task_secrets": TASK_SECRETS, "task_env": task_env(spec, s3),
         "probe_source": probe_source(), "chaos_label": CHAOS_LABEL, "chaos_allowed": CHAOS_ALLOWED,
+        "mlflow_allowed_hosts": mlflow_allowed_hosts(spec),
     }
     # Prometheus reads its config at start: a hash of the inputs that shape it rolls the pod on change.
     base["prometheus_config_hash"] = hashlib.sha256(

@@ -97,7 +97,11 @@ def collect_tasks(*, spec_tasks: Mapping[str, Mapping[str, Any]], functions: Map
     reports: dict[str, dict] = {}
     pod_of: dict[str, k8s.V1Pod] = {}
     logs: dict[str, str] = {}
-    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp or ""):
+    def created(pod: k8s.V1Pod) -> float:
+        stamp = pod.metadata.creation_timestamp
+        return stamp.timestamp() if hasattr(stamp, "timestamp") else 0.0
+
+    for pod in sorted(pods, key=created):
         text = _log(core, pod)
         logs[pod.metadata.name] = text
         task, role = task_of_pod(pod, spec_tasks)
@@ -144,8 +148,8 @@ def collect_tasks(*, spec_tasks: Mapping[str, Mapping[str, Any]], functions: Map
                 entry["state"] = "FAILED"
                 entry["error"] = f"pod {pod.metadata.name} failed before the task reported: " \
                                  f"{_tail(logs.get(pod.metadata.name, ''), 5)}"
-            elif api_states.get(name) in ("SUCCEEDED", "FAILED", "SKIPPED"):
-                entry["state"] = api_states[name]
+            elif api_states.get(name) in ("SUCCEEDED", "FAILED", "SKIPPED", "CACHED"):
+                entry["state"] = "SUCCEEDED" if api_states[name] == "CACHED" else api_states[name]
                 if entry["state"] == "SUCCEEDED":
                     entry["error"] = "KFP reports the task succeeded, but its pod log has no probe line"
             else:

@@ -42,7 +42,7 @@ def wait_until(check: Callable[[], T | None], *, what: str, deadline_s: float, i
                 except Exception as exc:  # noqa: BLE001 - the description must not hide the timeout
                     seen = f"; (could not describe the last state: {exc})"
             raise WaitTimeout(f"gave up after {deadline_s:.0f}s waiting for {what}{seen}")
-        sleep(interval_s)
+        sleep(max(0.05, min(interval_s, end - clock())))  # never oversleep the deadline
 
 
 def _conditions(obj: Any) -> dict[str, Any]:

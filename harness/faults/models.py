@@ -126,6 +126,10 @@ class FaultSpec:
         }[self.kind]
 
 
+#: The faulty models' artifact path (see the comment where it is used).
+CANARY_ARTIFACT_PATH = "canary"
+
+
 @dataclass
 class FaultyModelInfo:
     """What the environment side reports after logging or saving a faulty model."""
@@ -312,8 +316,11 @@ def _cmd_log(args: argparse.Namespace) -> dict[str, Any]:
         mlflow.set_tags({f"{METADATA_KEY}.kind": spec.kind, f"{METADATA_KEY}.spec": spec.describe(),
                          f"{METADATA_KEY}.base_model_uri": args.base_model_uri})
         mlflow.log_params({f"fault_{k}": v for k, v in asdict(spec).items()})
-        info = mlflow.pyfunc.log_model(artifact_path="model", registered_model_name=args.registered_model_name,
-                                       **kwargs)
+        # Not "model": KServe 0.14's S3 storage initializer flattens every object whose file name
+        # starts with the storageUri's last path component, so a wrapper that nests its base
+        # model (artifacts/model.pkl) under ".../model" arrives broken (model.pkl at the top).
+        info = mlflow.pyfunc.log_model(artifact_path=CANARY_ARTIFACT_PATH,
+                                       registered_model_name=args.registered_model_name, **kwargs)
         version = info.registered_model_version
         if version is not None:
             client = mlflow.MlflowClient()
@@ -321,8 +328,8 @@ def _cmd_log(args: argparse.Namespace) -> dict[str, Any]:
             client.set_model_version_tag(args.registered_model_name, str(version), f"{METADATA_KEY}.spec",
                                          spec.describe())
         return {"spec": asdict(spec), "base_model_uri": args.base_model_uri,
-                "model_uri": f"runs:/{run.info.run_id}/model", "run_id": run.info.run_id,
-                "artifact_uri": f"{run.info.artifact_uri}/model",
+                "model_uri": f"runs:/{run.info.run_id}/{CANARY_ARTIFACT_PATH}", "run_id": run.info.run_id,
+                "artifact_uri": f"{run.info.artifact_uri}/{CANARY_ARTIFACT_PATH}",
                 "registered_model_name": args.registered_model_name,
                 "registered_model_version": None if version is None else str(version),
                 "mlflow_version": mlflow.__version__, "seconds": round(time.monotonic() - started, 3)}

@@ -33,6 +33,10 @@ break nor extend a streak); promotion needs the last latency_windows qualifying 
 With histogram buckets at the limit, "p99 > limit" means "more than 1 % of the window's requests
 were slower than the limit", so a healthy canary breaches a window almost never.
 
+Availability: a canary that served before and then answers nothing for latency_windows windows
+while the stable keeps serving rolls back (dead or crash-looping replicas): that absence is
+evidence, because the stable's series show the metrics pipeline is alive.
+
 Missing data never promotes:
 * source_ok False, or no canary series: nothing is updated, the verdict is CONTINUE.
 * A canary 5xx series that does not exist while its request series does is 0 errors (Prometheus
@@ -100,6 +104,7 @@ class SequentialJudge:
         self._snapshots: list[dict[str, Any]] = []
         self._readings = 0
         self._last_t: float | None = None
+        self._dark = 0  # consecutive windows the canary served nothing while the stable was busy
 
     # -- evidence ---------------------------------------------------------------------------------
 
@@ -179,6 +184,20 @@ class SequentialJudge:
                 "holding, never promoting on missing data")], reading.t_s)
         canary, stable = _counts(reading.canary), _counts(reading.stable)
         snap.update(canary=reading.canary.to_dict(), stable=reading.stable.to_dict())
+        # Availability: a canary that served before and now answers nothing (its replicas dead or
+        # crash-looping, its series gone) while the stable is busy is not serving its share of
+        # traffic. That is evidence against it, not missing data: roll back after as many windows
+        # as the latency rule needs.
+        stable_window = reading.stable.window_requests or 0.0
+        if (reading.canary.window_requests or 0.0) > 0:
+            self._dark = 0
+        elif self._canary is not None and stable_window >= cfg.min_window_requests:
+            self._dark += 1
+            if self._dark >= cfg.latency_windows:
+                return self._verdict(Decision.ROLLBACK, [
+                    (f"canary stopped serving: no canary requests in {self._dark} consecutive windows while the "
+                     f"stable served {stable_window:.0f} in the last one (replicas dead or not ready)")],
+                    reading.t_s)
         if canary is None:
             snap["used"] = False
             return self._verdict(Decision.CONTINUE, [

@@ -30,6 +30,7 @@ from harness.cluster.spec import ClusterSpec, cluster_spec
 from harness.cluster.tools import Tools, check_cloud_tools
 from harness.config import StackConfig
 from harness.matrix import Row
+from harness.procs import ComponentFailed
 from harness.profiles.base import PipelineRun, ProfileError
 
 __all__ = ["CloudProfile", "preflight"]
@@ -94,7 +95,7 @@ class CloudProfile(ClusterProfile):
         return f"context {self.context!r}" if self.context else "the kubeconfig's current context"
 
     def _after_connect(self) -> None:
-        self.discovered = discover(self.api)
+        self.discovered = discover(self.api, own_namespace=self.spec.system_namespace)
         self.mismatches = compare(self.spec, self.row.kubernetes, self.discovered)
         self.cluster_versions["discovered"] = dict(self.discovered.versions)
         self.cluster_versions["discovered_at"] = dict(self.discovered.where)
@@ -129,8 +130,12 @@ class CloudProfile(ClusterProfile):
             "minio": self.forwards.add("minio", sys_ns, "svc/minio", 9000).url,
             "prometheus": self.forwards.add("prometheus", sys_ns, "svc/prometheus", 9090).url,
             "kfp": self.forwards.add("kfp", self.kfp_namespace, "svc/ml-pipeline", 8888).url,
-            "kfp_minio": self.forwards.add("kfp_minio", self.kfp_namespace, "svc/minio-service", 9000).url,
         }
+        try:  # KFP's own MinIO, where runs write artifacts; an install on cloud storage has none
+            urls["kfp_minio"] = self.forwards.add("kfp_minio", self.kfp_namespace, "svc/minio-service", 9000).url
+        except ComponentFailed as exc:
+            self.say(f"cloud: no KFP MinIO to read run artifacts from ({str(exc).splitlines()[0]}); artifact paths "
+                     "will be empty")
         urls["ingress"] = self._ingress_url()
         return urls
 

@@ -85,7 +85,8 @@ class KindProfile(ClusterProfile):
         core = k8s.CoreV1Api(self.api)
         nodes = core.list_node(label_selector=FAKE_POOL_SELECTOR).items
         if not nodes:
-            raise ClusterError(f"kind-gpu: no node labelled {FAKE_POOL_SELECTOR} in cluster {self.spec.cluster_name!r}; "
+            raise ClusterError(f"kind-gpu: no node labelled {FAKE_POOL_SELECTOR} in cluster "
+                               f"{self.spec.cluster_name!r}; "
                                "a reused cluster must have been created with the kind-gpu config "
                                "(python -m harness.cluster.kind config --profile kind-gpu)")
         for node in nodes:

@@ -15,7 +15,7 @@ class CheckRecord:
     test: str
     name: str
     description: str
-    outcome: str = "running"  # passed | failed | error
+    outcome: str = "running"  # passed | failed | error | xfailed (known wrong, as expected) | xpassed
     evidence: dict[str, Any] = field(default_factory=dict)
     message: str = ""
     seconds: float = 0.0
@@ -39,19 +39,23 @@ class CheckRecorder:
         self._sink = sink
 
     @contextmanager
-    def check(self, name: str, description: str = "") -> Iterator[dict[str, Any]]:
+    def check(self, name: str, description: str = "", *, known_wrong: str = "") -> Iterator[dict[str, Any]]:
+        """`known_wrong`: the subject under test is known to fail this check (a strict xfail
+        says why): its failure is recorded as xfailed, its success as xpassed."""
         record = CheckRecord(self.test, name, description)
         self._sink.append(record)
         started = time.monotonic()
         try:
             yield record.evidence
         except AssertionError as exc:
-            record.outcome, record.message = "failed", str(exc) or traceback.format_exc(limit=1)
+            record.outcome = "xfailed" if known_wrong else "failed"
+            record.message = (f"known wrong: {known_wrong}; " if known_wrong else "") + (
+                str(exc) or traceback.format_exc(limit=1))
             raise
         except BaseException as exc:
             record.outcome, record.message = "error", f"{type(exc).__name__}: {exc}"
             raise
         else:
-            record.outcome = "passed"
+            record.outcome = "xpassed" if known_wrong else "passed"
         finally:
             record.seconds = round(time.monotonic() - started, 3)

@@ -45,7 +45,7 @@ class RunReport:
         counts = {k: 0 for k in ("passed", "failed", "skipped", "error", "xfailed", "xpassed")}
         for t in self.tests:
             counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
-        bad = counts["failed"] + counts["error"] + sum(1 for c in self.checks if c.outcome != "passed")
+        bad = counts["failed"] + counts["error"] + sum(1 for c in self.checks if c.outcome not in ("passed", "xfailed"))
         return {
             "run_id": self.run_id,
             "profile": self.profile,
