@@ -80,8 +80,10 @@ def main() -> int:
     parser.add_argument("--canary-percent", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=20261128)
+    parser.add_argument("--interval", type=float, default=None,
+                        help="seconds between checks (default: the seed's 60 s); the SPRT bound assumes continuous looks")
     args = parser.parse_args()
-    cfg = JudgeConfig()
+    cfg = JudgeConfig(interval_s=args.interval) if args.interval else JudgeConfig()
     started = time.monotonic()
     print(f"JudgeConfig: checks every {cfg.interval_s:g} s, deadline {cfg.observation_s:g} s, alpha {cfg.alpha:g}, "
           f"beta {cfg.beta:g}, relative factor {cfg.relative_factor:g}; stable error rate {STABLE_ERROR:.1%}; "

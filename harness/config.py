@@ -4,9 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PROFILES", "StackConfig"]
+__all__ = ["PORT_OPTIONS", "PROFILES", "StackConfig"]
 
 PROFILES = ("local", "kind", "kind-gpu", "cloud")
+
+#: Local components whose loopback port a user may fix: component -> (option, environment variable).
+PORT_OPTIONS = {
+    "mlflow": ("--mlflow-port", "SEAMCHECK_MLFLOW_PORT"),
+    "s3": ("--s3-port", "SEAMCHECK_S3_PORT"),
+    "prometheus": ("--prometheus-port", "SEAMCHECK_PROMETHEUS_PORT"),
+    "proxy": ("--proxy-port", "SEAMCHECK_PROXY_PORT"),
+    "proxy_metrics": ("--proxy-metrics-port", "SEAMCHECK_PROXY_METRICS_PORT"),
+    "kube_api": ("--kube-api-port", "SEAMCHECK_KUBE_API_PORT"),
+}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,23 @@ import json
 import sys
 import warnings
 
-__all__ = ["main"]
+__all__ = ["main", "reference_predictions"]
+
+
+def reference_predictions(python: str, model_uri: str, frame, *, workdir: str, env: dict[str, str]) -> dict:
+    """Harness side: run this module in the environment of `python` on `frame` (a DataFrame) and
+    return {"predictions", "mlflow", "warnings"}. Every profile computes reference predictions so."""
+    import tempfile
+    from pathlib import Path
+
+    from harness.procs import run_checked
+
+    work = Path(tempfile.mkdtemp(dir=workdir, prefix="modelcheck-"))
+    frame.to_parquet(work / "input.parquet")
+    run_checked([str(python), "-m", "harness.modelcheck", "--model-uri", model_uri,
+                 "--input", str(work / "input.parquet"), "--output", str(work / "output.json")],
+                what=f"predicting with {model_uri} in {python}'s environment", timeout=300, env=env, cwd=work)
+    return json.loads((work / "output.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.config import PROFILES, StackConfig
+from harness.config import PORT_OPTIONS, PROFILES, StackConfig
 from harness.matrix import DEFAULT_MATRIX_PATH, MatrixError, load_matrix
 from harness.report.checks import CheckRecord, CheckRecorder
 from harness.report.summary import RunReport, new_run_id
@@ -56,14 +56,7 @@ _CLUSTER_FLAGS = [
     ("seamcheck_install_stack", "--install-stack", "SEAMCHECK_INSTALL_STACK",
      "cloud: install the row's components the cluster lacks instead of only discovering them"),
 ]
-_PORTS = {
-    "mlflow": ("--mlflow-port", "SEAMCHECK_MLFLOW_PORT"),
-    "s3": ("--s3-port", "SEAMCHECK_S3_PORT"),
-    "prometheus": ("--prometheus-port", "SEAMCHECK_PROMETHEUS_PORT"),
-    "proxy": ("--proxy-port", "SEAMCHECK_PROXY_PORT"),
-    "proxy_metrics": ("--proxy-metrics-port", "SEAMCHECK_PROXY_METRICS_PORT"),
-    "kube_api": ("--kube-api-port", "SEAMCHECK_KUBE_API_PORT"),
-}
+_PORTS = PORT_OPTIONS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -36,6 +36,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 from kubernetes import client as k8s
+from harness.serving.patch import merge_patch
 
 __all__ = ["FakeApiServer", "RESOURCES"]
 
@@ -77,19 +78,6 @@ def _now() -> str:
 
 
 # ---------------------------------------------------------------------------------- patches
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
 def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
     if isinstance(patch, dict):
         result = copy.deepcopy(target) if isinstance(target, dict) else {}

@@ -51,6 +51,7 @@ from harness.config import StackConfig
 from harness.envs import RoleEnv, ensure_envs
 from harness.matrix import Row
 from harness.pipeline.compile import inspect_compiled
+from harness.modelcheck import reference_predictions
 from harness.procs import ProcessRegistry, run_checked
 from harness.profiles.base import PipelineRun, Profile
 from harness.serving.client import IsvcClient, predictor_status
@@ -354,13 +355,9 @@ class ClusterProfile(Profile):
         return self._s3_client(self.endpoints["kfp_minio"], data["accesskey"], data["secretkey"])
 
     def reference_predictions(self, model_uri: str, frame: Any) -> dict[str, Any]:
-        work = Path(tempfile.mkdtemp(dir=self.state, prefix="modelcheck-"))
-        frame.to_parquet(work / "input.parquet")
-        run_checked([str(self.envs["pipeline"].python), "-m", "harness.modelcheck", "--model-uri", model_uri,
-                     "--input", str(work / "input.parquet"), "--output", str(work / "output.json")],
-                    what=f"predicting with {model_uri} in the pipeline environment", timeout=300,
-                    env=self._role_env(), cwd=work)
-        return json.loads((work / "output.json").read_text())
+        """The registered model's own predictions, computed by the pipeline role's mlflow."""
+        return reference_predictions(self.envs["pipeline"].python, model_uri, frame, workdir=str(self.state),
+                                     env=self._role_env())
 
     # ------------------------------------------------------------ KServe
     @property

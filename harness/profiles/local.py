@@ -19,10 +19,11 @@ from typing import Any, Callable
 from kubernetes import client as k8s
 
 import harness
-from harness.config import StackConfig
+from harness.config import PORT_OPTIONS, StackConfig
 from harness.envs import RoleEnv, ensure_envs
 from harness.matrix import Row
 from harness.ports import check_free, pick
+from harness.modelcheck import reference_predictions
 from harness.procs import ComponentFailed, ProcessRegistry, log_tail, run_checked
 from harness.profiles.base import PipelineRun, Profile
 from harness.serving.apiserver import EmulatedApiServer, write_kubeconfig
@@ -35,15 +36,6 @@ from harness.traffic.haproxy import HAProxyRouter, find_haproxy, start_router
 
 __all__ = ["LocalProfile", "PORT_OPTIONS"]
 
-#: Components whose port a user may fix (pytest option / environment variable), else a free one.
-PORT_OPTIONS = {
-    "mlflow": ("--mlflow-port", "SEAMCHECK_MLFLOW_PORT"),
-    "s3": ("--s3-port", "SEAMCHECK_S3_PORT"),
-    "prometheus": ("--prometheus-port", "SEAMCHECK_PROMETHEUS_PORT"),
-    "proxy": ("--proxy-port", "SEAMCHECK_PROXY_PORT"),
-    "proxy_metrics": ("--proxy-metrics-port", "SEAMCHECK_PROXY_METRICS_PORT"),
-    "kube_api": ("--kube-api-port", "SEAMCHECK_KUBE_API_PORT"),
-}
 REPO_ROOT = Path(harness.__file__).resolve().parent.parent
 ARTIFACT_BUCKET = "mlflow-artifacts"
 ROLES_NEEDED = ("tracking", "pipeline", "serving", "storage", "runner")
@@ -192,15 +184,10 @@ class LocalProfile(Profile):
                            params=params, compiled_yaml=None, log_path=log_path,
                            seconds=time.monotonic() - started, details=result)
 
-    def reference_predictions(self, model_uri: str, frame: "Any") -> dict[str, Any]:
+    def reference_predictions(self, model_uri: str, frame: Any) -> dict[str, Any]:
         """The registered model's own predictions, computed by the pipeline role's mlflow."""
-        work = Path(tempfile.mkdtemp(dir=self.state, prefix="modelcheck-"))
-        frame.to_parquet(work / "input.parquet")
-        run_checked([str(self.envs["pipeline"].python), "-m", "harness.modelcheck", "--model-uri", model_uri,
-                     "--input", str(work / "input.parquet"), "--output", str(work / "output.json")],
-                    what=f"predicting with {model_uri} in the pipeline environment", timeout=300,
-                    env=self._role_env(), cwd=work)
-        return json.loads((work / "output.json").read_text())
+        return reference_predictions(self.envs["pipeline"].python, model_uri, frame, workdir=str(self.state),
+                                     env=self._role_env())
 
     # ------------------------------------------------------------------ KServe
     @property

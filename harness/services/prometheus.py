@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -17,6 +16,7 @@ from typing import Iterable, Mapping
 import requests
 import yaml
 
+from harness.binaries import find_binary
 from harness.ports import LOOPBACK
 from harness.procs import ManagedProcess, ProcessRegistry
 
@@ -25,18 +25,8 @@ __all__ = ["PrometheusServer", "ScrapeTarget", "find_prometheus", "start_prometh
 SCRAPE_INTERVAL = "1s"
 
 
-class MissingBinary(RuntimeError):
-    pass
-
-
 def find_prometheus() -> str:
-    found = shutil.which("prometheus")
-    if not found:
-        raise MissingBinary(
-            "prometheus is not installed; install Debian's package (apt-get install -y prometheus) "
-            "or put a prometheus binary on PATH"
-        )
-    return found
+    return find_binary("prometheus")
 
 
 @dataclass(frozen=True)

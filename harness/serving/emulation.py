@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 from harness.envs import RoleEnv
 from harness.procs import ProcessRegistry
+from harness.serving.patch import PatchError, json_patch, merge_patch
 from harness.serving.replica import Replica
 from harness.services.prometheus import PrometheusServer, ScrapeTarget
 from harness.traffic.haproxy import HAProxyRouter, weight_for
@@ -214,13 +215,16 @@ class KServeEmulation:
     def patch(self, namespace: str, name: str, patch: Any, content_type: str) -> dict:
         with self._lock:
             current = copy.deepcopy(self._service(namespace, name).obj)
-        if "json-patch" in content_type:
-            updated = _apply_json_patch(current, patch)
-        elif "merge-patch" in content_type or content_type.startswith("application/json"):
-            updated = _apply_merge_patch(current, patch)
-        else:
-            raise ApiError(f"unsupported patch type {content_type!r} for custom resources "
-                           "(use application/merge-patch+json or application/json-patch+json)")
+        try:
+            if "json-patch" in content_type:
+                updated = json_patch(current, patch)
+            elif "merge-patch" in content_type or content_type.startswith("application/json"):
+                updated = merge_patch(current, patch)
+            else:
+                raise ApiError(f"unsupported patch type {content_type!r} for custom resources "
+                               "(use application/merge-patch+json or application/json-patch+json)")
+        except PatchError as exc:
+            raise InvalidObject(str(exc)) from None
         self._validate(name, updated)
         with self._lock:
             self._store_update(self._service(namespace, name), updated)
@@ -622,7 +626,7 @@ class KServeEmulation:
         if latest_created.state == "Failed":
             return ("False", "RevisionFailed",
                     f'Revision "{latest_created.name}" failed with message: {latest_created.message}.')
-        return ("Unknown", "RevisionMissing", f'Configuration is waiting for a Revision to become ready.')
+        return ("Unknown", "RevisionMissing", 'Configuration is waiting for a Revision to become ready.')
 
     @staticmethod
     def _model_status(status: dict, latest_created: Revision, ready: bool) -> dict:
@@ -723,55 +727,3 @@ def _first_false(status: dict, types: tuple[str, ...]) -> tuple[str, str, str]:
         if c["type"] in types and c["status"] != "True":
             return (c["status"], c.get("reason", ""), c.get("message", ""))
     return ("Unknown", "", "")
-
-
-def _apply_merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: null removes a key (how `canaryTrafficPercent` is dropped)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _apply_merge_patch(result.get(key), value)
-    return result
-
-
-def _apply_json_patch(target: Any, ops: Any) -> Any:
-    """RFC 6902 JSON patch: add, replace, remove, test (what clients send to custom resources)."""
-    if not isinstance(ops, list):
-        raise InvalidObject("a JSON patch must be a list of operations")
-    doc = copy.deepcopy(target)
-    for op in ops:
-        path = [p.replace("~1", "/").replace("~0", "~") for p in op.get("path", "").split("/")[1:]]
-        if not path:
-            raise InvalidObject(f"JSON patch operation {op} has no path")
-        parent = doc
-        for part in path[:-1]:
-            parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
-        last = path[-1]
-        kind = op.get("op")
-        if kind in ("add", "replace"):
-            if isinstance(parent, list):
-                idx = len(parent) if last == "-" else int(last)
-                if kind == "add":
-                    parent.insert(idx, op["value"])
-                else:
-                    parent[idx] = op["value"]
-            else:
-                if kind == "replace" and last not in parent:
-                    raise InvalidObject(f"JSON patch replace: path {op['path']} does not exist")
-                parent[last] = op["value"]
-        elif kind == "remove":
-            try:
-                del parent[int(last) if isinstance(parent, list) else last]
-            except (KeyError, IndexError):
-                raise InvalidObject(f"JSON patch remove: path {op['path']} does not exist") from None
-        elif kind == "test":
-            value = parent[int(last)] if isinstance(parent, list) else parent.get(last)
-            if value != op.get("value"):
-                raise InvalidObject(f"JSON patch test failed at {op['path']}")
-        else:
-            raise InvalidObject(f"unsupported JSON patch op {kind!r}")
-    return doc

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.binaries import MissingBinary, find_binary
 from harness.ports import LOOPBACK
 from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry
 
@@ -29,18 +29,8 @@ _WEIGHT_SCALE = 2.5
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
-class MissingBinary(RuntimeError):
-    pass
-
-
 def find_haproxy() -> str:
-    found = shutil.which("haproxy")
-    if not found:
-        raise MissingBinary(
-            "haproxy is not installed; install Debian's package (apt-get install -y haproxy) "
-            "or put an haproxy binary on PATH"
-        )
-    return found
+    return find_binary("haproxy")
 
 
 def weight_for(percent: float, replicas: int) -> int:

@@ -11,14 +11,13 @@ import re
 import time
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from fixtures.pipeline import EXPERIMENT, MODEL_NAME
 from harness.metrics.dialects import DIALECTS, render
 from harness.metrics.prometheus import wait_for_scalar
 from harness.pipeline.compile import inspect_compiled
-from harness.pipeline.dataset import FEATURES, LABEL, holdout_rows, make_dataset
+from harness.pipeline.dataset import holdout_rows, make_dataset
 from harness.serving.client import IsvcFailed, IsvcWaitTimeout, predictor_status
 from harness.serving.storage import list_storage
 from harness.serving.v2 import infer, v2_outputs
