@@ -30,6 +30,9 @@ def _served_by(stack, name: str, n: int) -> Counter:
 
 
 def test_canary_percent_promote_and_rollback_at_the_router(stack, canary_service, model_copies, seam) -> None:
+    if stack.name != "local":
+        pytest.skip("the split is counted from the local router's served-by header; on a cluster the "
+                    "judgement scenarios read the split per revision from Prometheus instead")
     client = stack.isvc
     deadline = stack.config.isvc_deadline_s
     with seam.check("canary-split", f"canaryTrafficPercent 30 sends 30% (+-5) of {REQUESTS} requests to the "
