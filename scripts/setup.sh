@@ -8,14 +8,14 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 need_apt=0
-for bin in prometheus haproxy ip iptables; do
+for bin in prometheus haproxy ip iptables socat; do
   command -v "$bin" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
-  echo "[setup] installing Debian packages: prometheus haproxy iproute2 iptables"
+  echo "[setup] installing Debian packages: prometheus haproxy iproute2 iptables socat"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    prometheus haproxy iproute2 iptables ca-certificates >/dev/null
+    prometheus haproxy iproute2 iptables socat ca-certificates >/dev/null
 fi
 # Debian's postinst may start the packaged services on a machine with systemd; the harness runs
 # its own instances on free ports, so the packaged ones are not needed.
