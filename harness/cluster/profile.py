@@ -51,7 +51,6 @@ from harness.config import StackConfig
 from harness.envs import RoleEnv, ensure_envs
 from harness.matrix import Row
 from harness.pipeline.compile import inspect_compiled
-from harness.modelcheck import reference_predictions
 from harness.procs import ProcessRegistry, run_checked
 from harness.profiles.base import PipelineRun, Profile
 from harness.serving.client import IsvcClient, predictor_status
@@ -354,17 +353,7 @@ class ClusterProfile(Profile):
         data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
         return self._s3_client(self.endpoints["kfp_minio"], data["accesskey"], data["secretkey"])
 
-    def reference_predictions(self, model_uri: str, frame: Any) -> dict[str, Any]:
-        """The registered model's own predictions, computed by the pipeline role's mlflow."""
-        return reference_predictions(self.envs["pipeline"].python, model_uri, frame, workdir=str(self.state),
-                                     env=self._role_env())
-
     # ------------------------------------------------------------ KServe
-    @property
-    def isvc(self) -> IsvcClient:
-        assert self._isvc is not None, "stack not started"
-        return self._isvc
-
     def revision_logs(self, name: str, revision: str) -> dict[str, str]:
         """`kubectl logs` of each pod of the revision's model server; a restarted container's
         previous log too (a model that fails to load exits, and its message is in that one)."""

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.envs import RoleEnv
 from harness.matrix import Row
+from harness.modelcheck import reference_predictions
 from harness.serving.client import IsvcClient
 
 __all__ = ["PipelineRun", "Profile", "ProfileError"]
@@ -43,6 +45,9 @@ class Profile(abc.ABC):
     name: str
     row: Row
     namespace: str
+    state: Path  # the profile's scratch folder, removed at teardown
+    envs: dict[str, RoleEnv]  # the row's role environments, built locally on every profile
+    _isvc: IsvcClient | None = None
 
     @abc.abstractmethod
     def start(self) -> None: ...
@@ -69,14 +74,21 @@ class Profile(abc.ABC):
     @abc.abstractmethod
     def default_pipeline_params(self) -> dict[str, Any]: ...
 
-    @abc.abstractmethod
     def reference_predictions(self, model_uri: str, frame: Any) -> dict[str, Any]:
-        """{"predictions": [...], "mlflow": version, "warnings": [...]} from the model itself."""
+        """{"predictions": [...], "mlflow": version, "warnings": [...]} from the registered model itself,
+        computed by the pipeline role's mlflow (on every profile the role envs are built locally)."""
+        return reference_predictions(self.envs["pipeline"].python, model_uri, frame, workdir=str(self.state),
+                                     env=self._role_env())
+
+    @abc.abstractmethod
+    def _role_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment a role's interpreter runs with (the stack's endpoints and credentials)."""
 
     # --- KServe
     @property
-    @abc.abstractmethod
-    def isvc(self) -> IsvcClient: ...
+    def isvc(self) -> IsvcClient:
+        assert self._isvc is not None, "stack not started"
+        return self._isvc
 
     @abc.abstractmethod
     def revision_logs(self, name: str, revision: str) -> dict[str, str]:

@@ -23,7 +23,6 @@ from harness.config import PORT_OPTIONS, StackConfig
 from harness.envs import RoleEnv, ensure_envs
 from harness.matrix import Row
 from harness.ports import check_free, pick
-from harness.modelcheck import reference_predictions
 from harness.procs import ComponentFailed, ProcessRegistry, log_tail, run_checked
 from harness.profiles.base import PipelineRun, Profile
 from harness.serving.apiserver import EmulatedApiServer, write_kubeconfig
@@ -184,17 +183,7 @@ class LocalProfile(Profile):
                            params=params, compiled_yaml=None, log_path=log_path,
                            seconds=time.monotonic() - started, details=result)
 
-    def reference_predictions(self, model_uri: str, frame: Any) -> dict[str, Any]:
-        """The registered model's own predictions, computed by the pipeline role's mlflow."""
-        return reference_predictions(self.envs["pipeline"].python, model_uri, frame, workdir=str(self.state),
-                                     env=self._role_env())
-
     # ------------------------------------------------------------------ KServe
-    @property
-    def isvc(self) -> IsvcClient:
-        assert self._isvc is not None, "stack not started"
-        return self._isvc
-
     def revision_logs(self, name: str, revision: str) -> dict[str, str]:
         """Each replica's container log for a revision (`kubectl logs` on a cluster)."""
         assert self.emulation is not None, "stack not started"
