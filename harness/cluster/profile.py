@@ -51,7 +51,7 @@ from harness.config import StackConfig
 from harness.envs import RoleEnv, ensure_envs
 from harness.matrix import Row
 from harness.pipeline.compile import inspect_compiled
-from harness.procs import ProcessRegistry, run_checked
+from harness.procs import ProcessRegistry
 from harness.profiles.base import PipelineRun, Profile
 from harness.serving.client import IsvcClient, predictor_status
 
@@ -261,13 +261,8 @@ class ClusterProfile(Profile):
         return {**os.environ, **self.client_env(), "PYTHONPATH": str(REPO_ROOT), "TMPDIR": str(tmp)}
 
     def compile_pipeline(self, out: Path) -> Path:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        run_checked([str(self.envs["pipeline"].python), "-m", "harness.pipeline.compile", "--out", str(out),
-                     "--packages-json", json.dumps(list(self.row.role("pipeline").pins))],
-                    what=f"compiling the pipeline with the row's kfp ({self.row.name})", timeout=300,
-                    env=self._role_env(), cwd=self.state)
-        self._compiled = out
-        return out
+        self._compiled = super().compile_pipeline(out)  # run_pipeline submits this YAML
+        return self._compiled
 
     def default_pipeline_params(self) -> dict[str, Any]:
         # Tasks run in the cluster: they reach MLflow by its Service, not by this machine's port.

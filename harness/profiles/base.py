@@ -3,6 +3,7 @@ one suite runs unchanged on local processes, a kind cluster, or an existing clou
 from __future__ import annotations
 
 import abc
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from harness.envs import RoleEnv
 from harness.matrix import Row
 from harness.modelcheck import reference_predictions
+from harness.procs import run_checked
 from harness.serving.client import IsvcClient
 
 __all__ = ["PipelineRun", "Profile", "ProfileError"]
@@ -65,8 +67,15 @@ class Profile(abc.ABC):
         """Environment a client of the stack needs (artifact store endpoint and credentials)."""
 
     # --- KFP
-    @abc.abstractmethod
-    def compile_pipeline(self, out: Path) -> Path: ...
+    def compile_pipeline(self, out: Path) -> Path:
+        """The pipeline compiled by the row's own kfp SDK (the pipeline role), with the row's pins as
+        the components' packages: the YAML a cluster receives, on every profile."""
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_checked([str(self.envs["pipeline"].python), "-m", "harness.pipeline.compile", "--out", str(out),
+                     "--packages-json", json.dumps(list(self.row.role("pipeline").pins))],
+                    what=f"compiling the pipeline with the row's kfp ({self.row.name})", timeout=300,
+                    env=self._role_env(), cwd=self.state)
+        return out
 
     @abc.abstractmethod
     def run_pipeline(self, params: dict[str, Any], *, name: str) -> PipelineRun: ...

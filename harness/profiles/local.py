@@ -148,14 +148,6 @@ class LocalProfile(Profile):
         env.update(extra or {})
         return env
 
-    def compile_pipeline(self, out: Path) -> Path:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        run_checked([str(self.envs["pipeline"].python), "-m", "harness.pipeline.compile", "--out", str(out),
-                     "--packages-json", json.dumps(list(self.row.role("pipeline").pins))],
-                    what=f"compiling the pipeline with the row's kfp ({self.row.name})", timeout=300,
-                    env=self._role_env(), cwd=self.state)
-        return out
-
     def default_pipeline_params(self) -> dict[str, Any]:
         return {
             "mlflow_tracking_uri": self.tracking_uri,
