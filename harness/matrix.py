@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = [
     "DEFAULT_MATRIX_PATH",
     "ROLES",
+    "MATRIX_CHECKS",
+    "OPTIONAL_ROLES",
+    "UPGRADE_CHECKS",
     "MatrixError",
     "Matrix",
     "Role",
@@ -25,9 +28,19 @@ DEFAULT_MATRIX_PATH = Path(__file__).with_name("matrix.toml")
 
 #: Every row must define these roles (see the comment at the top of matrix.toml).
 ROLES = ("tracking", "pipeline", "serving", "storage", "runner")
+#: Roles a row may add. `skew`: a training environment whose scikit-learn is newer than the
+#: serving runtime's, for the matrix suite's library-skew probe (harness/matrixcheck).
+OPTIONAL_ROLES = ("skew",)
+
+#: The matrix suite's checks of one row, and of one upgrade step (older row -> newer row).
+#: `accept` keys in the file name one of these, optionally with `/<facet>`.
+MATRIX_CHECKS = ("env-build", "tracking-client", "v2-predictions", "library-skew", "storage-uri",
+                 "kfp-compile", "signature-claim")
+UPGRADE_CHECKS = ("old-model-in-new-runtime", "new-model-in-old-runtime", "new-client-reads-old-registry")
 
 _ROW_KEYS = {"kind", "description", "python", "kfp_backend", "mlflow", "kserve", "kubernetes",
-             "roles", "kind_node_images", "cluster", "why"}
+             "roles", "kind_node_images", "cluster", "why", "upgrade_from", "accept"}
+_ACCEPT_KEY = re.compile(r"^(?P<check>[a-z0-9-]+)(/(?P<facet>[A-Za-z0-9_+.:-]+))?$")
 _ROLE_KEYS = {"pins", "why", "image", "exclude_newer"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!*-]+$")
@@ -60,6 +73,11 @@ class Row:
     kind_node_images: Mapping[str, str] = field(default_factory=dict)
     cluster: Mapping[str, str] = field(default_factory=dict)
     why: str = ""
+    #: The row this one upgrades from (matrix suite: upgrade checks for that pair). Candidate rows
+    #: default to the file's default_row; seed rows have none unless the file says so.
+    upgrade_from: str = ""
+    #: Known incompatibilities the matrix gate accepts: "<check>[/<facet>]" -> why.
+    accept: Mapping[str, str] = field(default_factory=dict)
 
     def role(self, name: str) -> Role:
         return self.roles[name]
@@ -82,6 +100,23 @@ class Matrix:
     path: Path
     default_row: str
     rows: Mapping[str, Row]
+
+    def select(self, names: "str | list[str] | tuple[str, ...] | None") -> list[Row]:
+        """Rows named by a comma list (or a list); None or "all" selects every row, in file order."""
+        if names is None or names == "all" or names == ["all"]:
+            return list(self.rows.values())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        wanted = [n for n in names if n]
+        if not wanted:
+            raise MatrixError("no matrix row named (pass --matrix-row NAME[,NAME...] or `all`)")
+        return [self.row(n) for n in dict.fromkeys(wanted)]
+
+    def upgrade_pairs(self, rows: "list[Row] | None" = None) -> list[tuple[Row, Row]]:
+        """(older, newer) for every row with an upgrade_from, both ends among `rows` (default all)."""
+        chosen = {r.name for r in (rows if rows is not None else self.rows.values())}
+        return [(self.rows[r.upgrade_from], r) for r in self.rows.values()
+                if r.upgrade_from and r.name in chosen and r.upgrade_from in chosen]
 
     def row(self, name: str | None) -> Row:
         wanted = name or self.default_row
@@ -111,7 +146,31 @@ def load_matrix(path: Path | str = DEFAULT_MATRIX_PATH) -> Matrix:
     default = data.get("default_row")
     if default not in rows:
         raise MatrixError(f"{path}: default_row = {default!r} names no row; known rows: {', '.join(rows)}")
+    rows = {name: _resolve_upgrade_from(path, rows, default, row) for name, row in rows.items()}
+    _check_upgrade_cycles(path, rows)
     return Matrix(path=path, default_row=default, rows=rows)
+
+
+def _resolve_upgrade_from(path: Path, rows: Mapping[str, Row], default: str, row: Row) -> Row:
+    where = f"{path}: row {row.name!r}"
+    wanted = row.upgrade_from
+    if not wanted and row.kind == "candidate" and row.name != default:
+        wanted = default
+    if wanted and wanted not in rows:
+        raise MatrixError(f"{where}: upgrade_from = {wanted!r} names no row; known rows: {', '.join(rows)}")
+    if wanted == row.name:
+        raise MatrixError(f"{where}: upgrade_from names the row itself; name the row it upgrades from")
+    return replace(row, upgrade_from=wanted)
+
+
+def _check_upgrade_cycles(path: Path, rows: Mapping[str, Row]) -> None:
+    for start in rows.values():
+        seen, cur = [start.name], start
+        while cur.upgrade_from:
+            cur = rows[cur.upgrade_from]
+            if cur.name in seen:
+                raise MatrixError(f"{path}: upgrade_from forms a cycle: {' -> '.join([*seen, cur.name])}")
+            seen.append(cur.name)
 
 
 def _parse_row(path: Path, name: str, raw: Any) -> Row:
@@ -135,10 +194,15 @@ def _parse_row(path: Path, name: str, raw: Any) -> Row:
     missing = [r for r in ROLES if r not in raw_roles]
     if missing:
         raise MatrixError(f"{where}: missing role(s) {missing}; every row needs {list(ROLES)}")
-    extra = set(raw_roles) - set(ROLES)
+    extra = set(raw_roles) - set(ROLES) - set(OPTIONAL_ROLES)
     if extra:
-        raise MatrixError(f"{where}: unknown role(s) {sorted(extra)}; roles are {list(ROLES)}")
-    roles = {r: _parse_role(where, r, raw_roles[r]) for r in ROLES}
+        raise MatrixError(f"{where}: unknown role(s) {sorted(extra)}; roles are {list(ROLES)} "
+                          f"(optional: {list(OPTIONAL_ROLES)})")
+    roles = {r: _parse_role(where, r, raw_roles[r]) for r in (*ROLES, *OPTIONAL_ROLES) if r in raw_roles}
+    upgrade_from = raw.get("upgrade_from", "")
+    if not isinstance(upgrade_from, str):
+        raise MatrixError(f"{where}: upgrade_from must be the name of another row (a string)")
+    accept = _parse_accept(where, raw.get("accept", {}))
     images = raw.get("kind_node_images", {})
     if not isinstance(images, dict) or not all(isinstance(v, str) for v in images.values()):
         raise MatrixError(f"{where}: kind_node_images must map a Kubernetes version to an image")
@@ -158,7 +222,23 @@ def _parse_row(path: Path, name: str, raw: Any) -> Row:
         kind_node_images=dict(images),
         cluster={k: str(v) for k, v in cluster.items()},
         why=str(raw.get("why", "")),
+        upgrade_from=upgrade_from,
+        accept=accept,
     )
+
+
+def _parse_accept(where: str, raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise MatrixError(f"{where}: accept must be a table of \"<check>[/<facet>]\" = \"why\"")
+    known = (*MATRIX_CHECKS, *UPGRADE_CHECKS)
+    for key, why in raw.items():
+        m = _ACCEPT_KEY.match(key)
+        if not m or m.group("check") not in known:
+            raise MatrixError(f"{where}: accept key {key!r} names no matrix check; write \"<check>\" or "
+                              f"\"<check>/<facet>\" with <check> one of {', '.join(known)}")
+        if not isinstance(why, str) or not why.strip():
+            raise MatrixError(f"{where}: accept {key!r} needs a non-empty why (a string saying why it is accepted)")
+    return dict(raw)
 
 
 def _parse_role(where: str, role: str, raw: Any) -> Role:
