@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "DEFAULT_MATRIX_PATH",
-    "ROLES",
     "MATRIX_CHECKS",
     "OPTIONAL_ROLES",
+    "ROLES",
     "UPGRADE_CHECKS",
-    "MatrixError",
     "Matrix",
+    "MatrixError",
     "Role",
     "Row",
     "load_matrix",
@@ -101,7 +102,7 @@ class Matrix:
     default_row: str
     rows: Mapping[str, Row]
 
-    def select(self, names: "str | list[str] | tuple[str, ...] | None") -> list[Row]:
+    def select(self, names: str | list[str] | tuple[str, ...] | None) -> list[Row]:
         """Rows named by a comma list (or a list); None or "all" selects every row, in file order."""
         if names is None or names == "all" or names == ["all"]:
             return list(self.rows.values())
@@ -112,7 +113,7 @@ class Matrix:
             raise MatrixError("no matrix row named (pass --matrix-row NAME[,NAME...] or `all`)")
         return [self.row(n) for n in dict.fromkeys(wanted)]
 
-    def upgrade_pairs(self, rows: "list[Row] | None" = None) -> list[tuple[Row, Row]]:
+    def upgrade_pairs(self, rows: list[Row] | None = None) -> list[tuple[Row, Row]]:
         """(older, newer) for every row with an upgrade_from, both ends among `rows` (default all)."""
         chosen = {r.name for r in (rows if rows is not None else self.rows.values())}
         return [(self.rows[r.upgrade_from], r) for r in self.rows.values()

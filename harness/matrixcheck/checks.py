@@ -7,11 +7,11 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from harness.matrixcheck.outcome import (CANNOT_BUILD, COMPATIBLE, INCOMPATIBLE, Cell, Finding,
-                                         NotEstablished)
+from harness.matrixcheck.outcome import CANNOT_BUILD, COMPATIBLE, INCOMPATIBLE, Cell, Finding, NotEstablished
 
 __all__ = [
     "CONTENT_TYPES",

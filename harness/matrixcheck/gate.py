@@ -7,7 +7,7 @@ newer row's table: an upgrade is the newer row's to accept. A cannot-build cell 
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from harness.matrix import Matrix
 from harness.matrixcheck.outcome import CANNOT_BUILD, COMPATIBLE, Cell

@@ -18,10 +18,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import harness
 from harness.envs import EnvBuildError, RoleEnv, ensure_env, env_dir_for
@@ -37,7 +38,7 @@ from harness.procs import ComponentFailed, ProcessRegistry, run_checked
 from harness.services.s3 import S3Store, start_s3
 from harness.services.tracking import start_tracking
 
-__all__ = ["MatrixLab", "ROW_ROLES", "RowBuild"]
+__all__ = ["ROW_ROLES", "MatrixLab", "RowBuild"]
 
 REPO_ROOT = Path(harness.__file__).resolve().parent.parent
 #: What the matrix suite runs of a row (no KFP runner: the client and compiler are the pipeline role's).
@@ -286,7 +287,8 @@ class MatrixLab:
         pins = list(self.rows[row].role("pipeline").pins)
         try:
             proc = subprocess.run([str(env.python), "-m", "harness.pipeline.compile", "--out", str(out),
-                                   "--packages-json", json.dumps(pins)], capture_output=True, text=True,
+                                   "--packages-json", json.dumps(pins)], check=False, capture_output=True,
+                                  text=True,
                                   timeout=PROBE_TIMEOUT_S, env=self._client_env(), cwd=cwd, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise NotEstablished(f"{row}: kfp compile gave no result in {PROBE_TIMEOUT_S:.0f}s") from None

@@ -78,7 +78,7 @@ class ModelServer:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.http_port}"
 
-    def start(self, *, deadline_s: float = 180.0) -> "ModelServer":
+    def start(self, *, deadline_s: float = 180.0) -> ModelServer:
         self.repo.mkdir(parents=True, exist_ok=True)
         (self.home / "metrics").mkdir(exist_ok=True)
         env = {**os.environ, "PATH": f"{self.env.path / 'bin'}:{os.environ.get('PATH', '')}",
