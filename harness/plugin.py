@@ -16,11 +16,15 @@ from harness.matrix import DEFAULT_MATRIX_PATH, MatrixError, load_matrix
 from harness.report.checks import CheckRecord, CheckRecorder
 from harness.report.summary import RunReport, new_run_id
 
-__all__ = ["REPORT_KEY", "STACK_CONFIG_KEY", "MATRIX_KEY"]
+__all__ = ["MATRIX_GATE_KEY", "MATRIX_KEY", "MATRIX_ROWS_KEY", "REPORT_KEY", "STACK_CONFIG_KEY"]
 
 STACK_CONFIG_KEY = pytest.StashKey[StackConfig]()
 REPORT_KEY = pytest.StashKey[RunReport]()
 MATRIX_KEY = pytest.StashKey[Any]()
+#: The rows --matrix-row named (a comma list, or `all`), or None when it was not given.
+MATRIX_ROWS_KEY = pytest.StashKey[Any]()
+#: --matrix-gate: fail the run on any matrix incompatibility the matrix file does not accept.
+MATRIX_GATE_KEY = pytest.StashKey[bool]()
 
 MARKERS = {
     "conformance": "the seams of train -> register -> serve, end to end on the chosen profile",
@@ -35,7 +39,8 @@ MARKERS = {
 # option dest -> (flag, env var, default, help)
 _OPTIONS: list[tuple[str, str, str, Any, str]] = [
     ("seamcheck_profile", "--profile", "SEAMCHECK_PROFILE", "local", f"how the stack is stood up: {', '.join(PROFILES)}"),
-    ("seamcheck_matrix_row", "--matrix-row", "SEAMCHECK_MATRIX_ROW", None, "matrix row (default: the file's default_row)"),
+    ("seamcheck_matrix_row", "--matrix-row", "SEAMCHECK_MATRIX_ROW", None,
+     "matrix row (default: the file's default_row); the matrix suite takes a comma list or `all`"),
     ("seamcheck_matrix_file", "--matrix-file", "SEAMCHECK_MATRIX_FILE", str(DEFAULT_MATRIX_PATH), "the version matrix file"),
     ("seamcheck_reports_dir", "--reports-dir", "SEAMCHECK_REPORTS_DIR", "reports", "where reports/<run-id>/ go"),
     ("seamcheck_artifact_store", "--artifact-store", "SEAMCHECK_ARTIFACT_STORE", "s3", "local profile: s3 (moto server) or files"),
@@ -66,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--judge", dest="seamcheck_judge", default=os.environ.get("SEAMCHECK_JUDGE"),
                     help="also grade your canary judge: module:callable, path/file.py:callable or cmd:<command> "
                          "[env SEAMCHECK_JUDGE]")
+    group.addoption("--matrix-gate", dest="seamcheck_matrix_gate", action="store_true", default=None,
+                    help="matrix suite: exit non-zero when a check finds an incompatibility (or a row cannot be "
+                         "built) that the matrix file's accept tables do not list [env SEAMCHECK_MATRIX_GATE=1]")
     group.addoption("--keep-stack", dest="seamcheck_keep_stack", action="store_true", default=None,
                     help="keep the stack's state folder after the session [env SEAMCHECK_KEEP_STACK=1]")
     for component, (flag, env) in _PORTS.items():
@@ -99,9 +107,15 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"seamcheck: --artifact-store must be s3 or files, not {store!r}")
     try:
         matrix = load_matrix(values["seamcheck_matrix_file"])
-        row = matrix.row(values["seamcheck_matrix_row"])
+        asked = values["seamcheck_matrix_row"]
+        selected = matrix.select(asked) if asked else None
+        # The stack suites run one row: the first named (or the default when `all` or none).
+        row = matrix.row(selected[0].name if selected and asked != "all" else None)
     except MatrixError as exc:
         raise pytest.UsageError(f"seamcheck: {exc}") from None
+    config.stash[MATRIX_ROWS_KEY] = [r.name for r in selected] if selected is not None else None
+    config.stash[MATRIX_GATE_KEY] = bool(config.getoption("seamcheck_matrix_gate")) or \
+        os.environ.get("SEAMCHECK_MATRIX_GATE", "").lower() in ("1", "true", "yes")
     ports: dict[str, int] = {}
     for component, (_flag, env) in _PORTS.items():
         raw = config.getoption(f"seamcheck_port_{component}")
@@ -169,6 +183,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if not any("stack" in getattr(item, "fixturenames", ()) for item in session.items):
         return
+    named = config.stash.get(MATRIX_ROWS_KEY, None)
+    if named is not None and len(named) > 1:
+        raise pytest.UsageError(f"seamcheck: --matrix-row names {len(named)} rows ({', '.join(named)}), but the "
+                                "selected stack tests run on one row; name one row, or select only the matrix "
+                                "suite (-m matrix)")
     stack_config = config.stash[STACK_CONFIG_KEY]
     from harness.profiles import preflight
 
@@ -219,10 +238,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if not report.tests and not report.checks:
         return  # nothing of seamcheck's ran (e.g. --help, or only unit tests with -p no:...)
+    if report.matrix_cells:
+        exitstatus = _matrix_gate(session, report, int(exitstatus))
     report.write(int(exitstatus))
+
+
+def _matrix_gate(session: pytest.Session, report: RunReport, exitstatus: int) -> int:
+    """The matrix table (matrix.md / matrix.json) and, with --matrix-gate, the exit status CI gates on:
+    1 when a cell is incompatible or cannot-build and the matrix file does not accept it."""
+    from harness.matrixcheck.gate import apply_gate
+    from harness.report.matrix import write_matrix_report
+
+    config = session.config
+    matrix = config.stash[MATRIX_KEY]
+    failures = apply_gate(report.matrix_cells, matrix)
+    gate_on = config.stash.get(MATRIX_GATE_KEY, False)
+    write_matrix_report(report, report.matrix_cells, matrix, failures=failures, gate_enabled=gate_on)
+    if gate_on and failures and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
+    return exitstatus
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     report = config.stash.get(REPORT_KEY, None)
+    if report is not None and report.matrix:
+        gate = report.matrix.get("gate", {})
+        lines = gate.get("failures", [])
+        state = ("on" if gate.get("enabled") else "off (pass --matrix-gate to fail on these)")
+        terminalreporter.write_sep("-", f"seamcheck matrix: {len(report.matrix_cells)} cells, "
+                                        f"{len(lines)} not accepted; gate {state}")
+        for line in lines:
+            terminalreporter.write_line(f"  {line}")
+        terminalreporter.write_line(f"  table: {report.directory}/matrix.md (and matrix.json)")
     if report is not None and (report.tests or report.checks):
         terminalreporter.write_sep("-", f"seamcheck report: {report.directory}/summary.md")

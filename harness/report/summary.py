@@ -30,6 +30,10 @@ class RunReport:
     tests: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
+    #: The matrix suite's table cells (harness.matrixcheck.outcome.Cell), and the rendered table
+    #: (harness/report/matrix.py fills it: {"markdown", "rows", "cells", "gate", ...}).
+    matrix_cells: list[Any] = field(default_factory=list)
+    matrix: dict[str, Any] = field(default_factory=dict)
     started_monotonic: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -60,6 +64,7 @@ class RunReport:
             "tests": self.tests,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "artifacts": self.artifacts,
+            **({"matrix": self.matrix} if self.matrix else {}),
         }
 
     def write(self, exitstatus: int | None = None) -> Path:
