@@ -15,10 +15,15 @@ __all__ = [
     "LOCAL_TRAINING_PARAMS",
     "PIPELINE_NAME",
     "SEED_TRAINING_PARAMS",
+    "TRAINING_PIPELINE_NAME",
     "build_pipeline",
+    "build_training_pipeline",
 ]
 
 PIPELINE_NAME = "recommendation-training-pipeline"
+# The pipeline's first three steps alone (validate -> preprocess -> train and register): the
+# chaos suite cuts the tasks' path to MLflow, and only this seam should decide the outcome.
+TRAINING_PIPELINE_NAME = "recommendation-training-only"
 
 # The default matrix row's pipeline pins (KFP 2.3 backend era: kfp 2.9.0; MLflow 2.17.2; the
 # seed's sklearn/pandas), i.e. what /tmp/scr/pipeline holds. A compile for another row passes
@@ -105,3 +110,36 @@ def build_pipeline(packages: "list[str] | None"):
             )
 
     return recommendation_training_pipeline
+
+
+def build_training_pipeline(packages: "list[str] | None"):
+    """validate -> preprocess -> train (log + register): the pipeline up to its MLflow seam, with
+    the train step's ``mlflow_failure_policy`` as a pipeline parameter (see train_model)."""
+    c = make_components(packages)
+
+    @dsl.pipeline(name=TRAINING_PIPELINE_NAME,
+                  description="data validation -> training -> model registration (no gate, no deploy)")
+    def recommendation_training_only(
+        data_path: str = "gs://ml-data/recommendation/2026-03-04/",
+        mlflow_tracking_uri: str = "http://mlflow.ml-platform.svc:5000",
+        mlflow_experiment: str = "recommendation-v3",
+        model_name: str = "recommendation-classifier",
+        mlflow_failure_policy: str = "raise",
+        n_estimators: int = LOCAL_TRAINING_PARAMS["n_estimators"],
+        max_depth: int = LOCAL_TRAINING_PARAMS["max_depth"],
+        learning_rate: float = LOCAL_TRAINING_PARAMS["learning_rate"],
+    ):
+        validate_task = c.validate_data(data_path=data_path)
+        preprocess_task = c.preprocess_data(raw_data=validate_task.outputs["validated_data"])
+        c.train_model(
+            training_data=preprocess_task.outputs["processed_data"],
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment_name=mlflow_experiment,
+            model_name=model_name,
+            n_estimators=n_estimators,
+            max_depth=max_depth,
+            learning_rate=learning_rate,
+            mlflow_failure_policy=mlflow_failure_policy,
+        )
+
+    return recommendation_training_only

@@ -207,13 +207,18 @@ def _new_run_dir(pipeline_root: str, before: set, pipeline_name: str) -> "str | 
     return os.path.join(pipeline_root, max(created))  # names end in a timestamp
 
 
-def run(component_python: str, pipeline_root: str, params: dict) -> dict:
+def run(component_python: str, pipeline_root: str, params: dict, stages: str = "all") -> dict:
     import kfp
     from kfp import compiler, local
 
     from harness.pipeline.compile import inspect_compiled
     from harness.pipeline.kfp_local_seams import named_output_conditions, tasks_run_with
-    from harness.pipeline.pipeline import PIPELINE_NAME, build_pipeline
+    from harness.pipeline.pipeline import (
+        PIPELINE_NAME,
+        TRAINING_PIPELINE_NAME,
+        build_pipeline,
+        build_training_pipeline,
+    )
 
     if _version_tuple(kfp.__version__) < MIN_RUNNER_KFP:
         raise HarnessError(f"runner kfp {kfp.__version__} cannot run dsl.If locally; need >= "
@@ -222,7 +227,10 @@ def run(component_python: str, pipeline_root: str, params: dict) -> dict:
     os.makedirs(pipeline_root, exist_ok=True)
     component_python = os.path.abspath(component_python)
 
-    pipeline_func = build_pipeline(None)
+    if stages not in ("all", "train"):
+        raise HarnessError(f"--stages must be all or train, not {stages!r}")
+    pipeline_func = build_pipeline(None) if stages == "all" else build_training_pipeline(None)
+    pipeline_name = PIPELINE_NAME if stages == "all" else TRAINING_PIPELINE_NAME
     # The task list, dependencies and output types come from the compiled spec itself.
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = os.path.join(tmp, "pipeline.yaml")
@@ -259,7 +267,7 @@ def run(component_python: str, pipeline_root: str, params: dict) -> dict:
         root_logger.removeFilter(capture)
     wall = time.monotonic() - started
 
-    run_dir = _new_run_dir(pipeline_root, before, PIPELINE_NAME)
+    run_dir = _new_run_dir(pipeline_root, before, pipeline_name)
     tasks = collect_results(run_dir, spec, capture.task_status)
     failed = [n for n, t in tasks.items() if t["state"] == "FAILED"]
     kfp_failure = capture.failures
@@ -290,6 +298,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pipeline-root", required=True, help="kfp.local pipeline_root (created)")
     parser.add_argument("--params", required=True, help="JSON file: pipeline arguments")
     parser.add_argument("--result", required=True, help="JSON file to write")
+    parser.add_argument("--stages", default="all", choices=("all", "train"),
+                        help="all: the whole pipeline; train: validate -> preprocess -> train only")
     args = parser.parse_args(argv)
     result_path = os.path.abspath(args.result)
     try:
@@ -297,7 +307,7 @@ def main(argv=None) -> int:
             params = json.load(fh)
         if not isinstance(params, dict):
             raise HarnessError("--params must hold a JSON object")
-        result = run(args.component_python, args.pipeline_root, params)
+        result = run(args.component_python, args.pipeline_root, params, args.stages)
     except (HarnessError, OSError, ValueError) as exc:
         print(f"run_local: harness error: {exc}", file=sys.stderr)
         return 2

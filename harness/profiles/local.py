@@ -13,27 +13,29 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kubernetes import client as k8s
 
 import harness
 from harness.config import PORT_OPTIONS, StackConfig
 from harness.envs import RoleEnv, ensure_envs
+from harness.faults.network import PipelineNetns
 from harness.matrix import Row
 from harness.ports import check_free, pick
 from harness.procs import ComponentFailed, ProcessRegistry, log_tail, run_checked
 from harness.profiles.base import PipelineRun, Profile
-from harness.serving.apiserver import EmulatedApiServer, write_kubeconfig
-from harness.serving.client import IsvcClient
-from harness.serving.emulation import EmulationConfig, KServeEmulation
 from harness.services.prometheus import PrometheusServer, find_prometheus, start_prometheus
 from harness.services.s3 import S3Store, start_s3
 from harness.services.tracking import TrackingServer, start_tracking
+from harness.serving.apiserver import EmulatedApiServer, write_kubeconfig
+from harness.serving.client import IsvcClient
+from harness.serving.emulation import EmulationConfig, KServeEmulation
 from harness.traffic.haproxy import HAProxyRouter, find_haproxy, start_router
 
-__all__ = ["LocalProfile", "PORT_OPTIONS"]
+__all__ = ["PORT_OPTIONS", "LocalProfile"]
 
 REPO_ROOT = Path(harness.__file__).resolve().parent.parent
 ARTIFACT_BUCKET = "mlflow-artifacts"
@@ -154,20 +156,38 @@ class LocalProfile(Profile):
             "serving_namespace": self.namespace,
         }
 
-    def run_pipeline(self, params: dict[str, Any], *, name: str) -> PipelineRun:
+    def run_pipeline(self, params: dict[str, Any], *, name: str, stages: str = "all",
+                     netns: PipelineNetns | None = None) -> PipelineRun:
+        """Runs the pipeline with the KFP local runner; ``stages="train"`` runs its first three steps.
+
+        With ``netns`` the runner and every task run inside that network namespace and reach
+        MLflow and the artifact store only through its forwarders (as a task pod reaches them
+        through the cluster network): a rule there cuts the tasks' path and not the harness's.
+        """
         run_dir = self.state / "pipeline-runs" / name
         run_dir.mkdir(parents=True, exist_ok=True)
+        extra_env: dict[str, str] = {}
+        if netns is not None:
+            assert self.tracking is not None, "stack not started"
+            tracking_uri = f"http://{netns.forward(self.tracking.port)}"
+            extra_env["MLFLOW_TRACKING_URI"] = tracking_uri
+            params = {**params, "mlflow_tracking_uri": tracking_uri}
+            if self.s3 is not None:
+                endpoint = f"http://{netns.forward(self.s3.port)}"
+                extra_env.update(MLFLOW_S3_ENDPOINT_URL=endpoint, AWS_ENDPOINT_URL=endpoint)
         (run_dir / "params.json").write_text(json.dumps(params, indent=2))
         result_path = run_dir / "result.json"
         log_path = run_dir / "runner.log"
         started = time.monotonic()
         argv = [str(self.envs["runner"].python), "-m", "harness.pipeline.run_local",
                 "--component-python", str(self.envs["pipeline"].python),
-                "--pipeline-root", str(run_dir / "root"),
+                "--pipeline-root", str(run_dir / "root"), "--stages", stages,
                 "--params", str(run_dir / "params.json"), "--result", str(result_path)]
+        if netns is not None:
+            argv = netns.exec_argv(*argv)
         try:
             run_checked(argv, what=f"KFP local runner for pipeline run {name}", timeout=self.config.pipeline_deadline_s,
-                        env=self._role_env(), cwd=run_dir, log_path=log_path)
+                        env=self._role_env(extra_env), cwd=run_dir, log_path=log_path)
         except ComponentFailed as exc:
             raise ComponentFailed(f"{exc}\n(full log: {log_path})") from None
         result = json.loads(result_path.read_text())
@@ -203,22 +223,63 @@ class LocalProfile(Profile):
         return "mlserver"
 
     # ------------------------------------------------------------------ faults (blast radius: ours only)
-    def fault_stop_prometheus(self) -> None:
-        assert self.prometheus is not None, "stack not started"
-        proc = self.prometheus.process
-        assert self.registry.owns(proc.pid), "refusing to stop a Prometheus the harness did not start"
+    #: The stack's components a fault may stop and restart (each keeps its state on disk:
+    #: MLflow's sqlite store, moto's persisted buckets, Prometheus's TSDB).
+    STOPPABLE = ("mlflow", "s3", "prometheus")
+
+    def _component(self, name: str) -> Any:
+        component = {"mlflow": self.tracking, "s3": self.s3, "prometheus": self.prometheus}.get(name)
+        if name not in self.STOPPABLE:
+            raise ValueError(f"unknown component {name!r}; a fault can stop one of {', '.join(self.STOPPABLE)}")
+        if component is None:
+            raise ValueError(f"component {name!r} is not part of this stack (not started)")
+        return component
+
+    def fault_stop_component(self, name: str) -> int:
+        """Stops one of the harness's own components; returns the pid it stopped."""
+        proc = self._component(name).process
+        if not self.registry.owns(proc.pid):
+            raise PermissionError(f"refusing to stop {name}: pid {proc.pid} is not a process the harness started")
+        pid = proc.pid
+        if name == "s3":
+            saved = self.state / "s3-outage"
+            shutil.rmtree(saved, ignore_errors=True)
+            self.s3.save_bucket(saved)  # type: ignore[union-attr]
         proc.stop()
         self.registry.forget(proc)
+        return pid
 
-    def fault_restore_prometheus(self) -> None:
-        assert self.prometheus is not None and self.router is not None, "stack not started"
+    def fault_restore_component(self, name: str) -> float:
+        """Starts a stopped component again on its port, with its state; returns its ready seconds."""
+        component = self._component(name)
+        if component.process.alive():
+            return 0.0
+        deadline = self.config.component_deadline_s
+        if name == "mlflow":
+            assert self.tracking is not None
+            self.tracking = start_tracking(self.registry, self.envs["tracking"], self.state, self.tracking.port,
+                                           artifact_root=self.tracking.artifact_root, extra_env=self.client_env(),
+                                           deadline_s=deadline)
+            return self.tracking.ready_seconds
+        if name == "s3":
+            assert self.s3 is not None
+            self.s3 = start_s3(self.registry, self.state, self.s3.port, bucket=self.s3.bucket, deadline_s=deadline)
+            self.s3.load_bucket(self.state / "s3-outage")
+            return self.s3.ready_seconds
+        assert self.prometheus is not None and self.router is not None
         port = int(self.prometheus.url.rsplit(":", 1)[1])
         self.prometheus = start_prometheus(
             self.registry, self.state, port,
-            proxy_metrics=self.router.metrics_url.split("//", 1)[1].split("/")[0],
-            deadline_s=self.config.component_deadline_s)
+            proxy_metrics=self.router.metrics_url.split("//", 1)[1].split("/")[0], deadline_s=deadline)
         if self.emulation is not None:
             self.emulation.prometheus = self.prometheus
+        return self.prometheus.ready_seconds
+
+    def fault_stop_prometheus(self) -> None:
+        self.fault_stop_component("prometheus")
+
+    def fault_restore_prometheus(self) -> None:
+        self.fault_restore_component("prometheus")
 
     def fault_kill_revision(self, name: str, revision: str, sig: int = 9) -> list[int]:
         """SIGKILL (by default) every replica process group of one revision; returns their pids."""

@@ -25,6 +25,10 @@ class S3Store:
     bucket: str
     ready_seconds: float
 
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
+
     def client_env(self) -> dict[str, str]:
         """What MLflow (MLFLOW_S3_ENDPOINT_URL), boto3 and KServe's storage initializer
         (AWS_ENDPOINT_URL, S3_USE_HTTPS) read to reach this store."""
@@ -42,6 +46,28 @@ class S3Store:
     def client(self):
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
                             aws_secret_access_key=SECRET_KEY, region_name=REGION)
+
+    # moto's server keeps objects in memory. A real object store that goes down comes back with
+    # its objects, so an outage fault saves the bucket before it stops the server and puts it
+    # back after the restart (no client can reach the store in between either way).
+    def save_bucket(self, dest: Path) -> int:
+        client = self.client()
+        count = 0
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for obj in page.get("Contents", []):
+                target = dest / obj["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(self.bucket, obj["Key"], str(target))
+                count += 1
+        return count
+
+    def load_bucket(self, src: Path) -> int:
+        client = self.client()
+        count = 0
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            client.upload_file(str(path), self.bucket, str(path.relative_to(src)))
+            count += 1
+        return count
 
 
 def start_s3(registry: ProcessRegistry, state: Path, port: int, *, bucket: str,

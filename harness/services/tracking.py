@@ -22,6 +22,10 @@ class TrackingServer:
     backend_store_uri: str
     ready_seconds: float
 
+    @property
+    def port(self) -> int:
+        return int(self.uri.rsplit(":", 1)[1])
+
     def version(self) -> str:
         return requests.get(f"{self.uri}/version", timeout=5).text.strip()
 

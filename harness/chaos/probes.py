@@ -1,0 +1,70 @@
+"""Chaos Toolkit probes on a seamcheck stack: what the experiments observe and tolerate."""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.chaos.client import call
+
+__all__ = [
+    "load_error_rate_at_most",
+    "mlflow_inventory",
+    "mlflow_reachable",
+    "pipeline_run_outcome",
+    "service_serves",
+    "service_status",
+    "stack_facts",
+]
+
+
+def stack_facts(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    return call(configuration, "describe")
+
+
+def service_status(name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    return call(configuration, "service_status", name=name)
+
+
+def service_serves(name: str, seconds: float = 4, rate: float = 20, max_error_rate: float = 0.0,
+                   configuration: dict[str, Any] | None = None) -> bool:
+    """A short load window against ``name``: True when it is Ready and at most ``max_error_rate``
+    of the window's requests failed (the steady state of the serving scenarios)."""
+    if not call(configuration, "service_status", name=name)["ready"]:
+        return False
+    load = call(configuration, "start_load", service=name, seconds=seconds, rate=rate, users=2)
+    report = call(configuration, "finish_load", load_id=load["load_id"])
+    return bool(report["requests"]) and report["failures"] / report["requests"] <= max_error_rate
+
+
+def load_error_rate_at_most(load_id: str, max_error_rate: float,
+                            configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    report = call(configuration, "finish_load", load_id=load_id)
+    report["within_threshold"] = bool(report["requests"]) and report["error_rate"] <= max_error_rate
+    return report
+
+
+def mlflow_inventory(experiment: str, model_name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    return call(configuration, "mlflow_inventory", experiment=experiment, model_name=model_name)
+
+
+def pipeline_run_outcome(name: str, stages: str = "train", mlflow_failure_policy: str = "raise",
+                         in_pipeline_netns: bool = True, experiment: str | None = None,
+                         model_name: str | None = None, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the pipeline and report its state together with what MLflow holds afterwards: the
+    harness's cross-system check ("pipeline green, MLflow run missing" when they disagree)."""
+    run = call(configuration, "run_pipeline", name=name, stages=stages, mlflow_failure_policy=mlflow_failure_policy,
+               in_pipeline_netns=in_pipeline_netns, experiment=experiment, model_name=model_name)
+    inventory = call(configuration, "mlflow_inventory", experiment=run["params"]["mlflow_experiment"],
+                     model_name=run["params"]["model_name"])
+    green = run["state"] == "SUCCEEDED"
+    if green and not inventory["runs"]:
+        verdict = "pipeline green, MLflow run missing"
+    elif green:
+        verdict = "pipeline green, MLflow run present"
+    else:
+        verdict = "pipeline red"
+    return {**run, "mlflow": inventory, "cross_system": verdict}
+
+
+def mlflow_reachable(configuration: dict[str, Any] | None = None) -> bool:
+    """The harness's own path to the MLflow server (loopback, outside the pipeline's namespace)."""
+    return bool(call(configuration, "mlflow_health")["ok"])
