@@ -30,8 +30,10 @@ def apply_gate(cells: Iterable[Cell], matrix: Matrix) -> list[str]:
             continue
         row, table = _accept_table(matrix, cell)
         for finding in cell.findings:
-            if cell.outcome == CANNOT_BUILD:
-                role = finding.facet.split(":")[-1]
+            if cell.outcome == CANNOT_BUILD:  # judged by the row that cannot be built
+                failing, _sep, role = finding.facet.rpartition(":")
+                row = failing or row
+                table = dict(matrix.rows[row].accept) if row in matrix.rows else {}
                 keys = ("env-build", f"env-build/{role}")
             else:
                 keys = (cell.check, finding.key(cell.check))
@@ -40,11 +42,11 @@ def apply_gate(cells: Iterable[Cell], matrix: Matrix) -> list[str]:
                 cell.accepted[finding.key(cell.check)] = why
                 continue
             if cell.outcome == CANNOT_BUILD:
-                label = f"{finding.facet}@{row}"
+                label = f"{role}@{row}"
                 if label in seen_cannot_build:
                     continue
                 seen_cannot_build.add(label)
-                failures.append(f"{row}: cannot-build ({finding.facet}): {finding.text} "
+                failures.append(f"{row}: cannot-build ({role}): {finding.text} "
                                 f"[accept with \"env-build\" in [rows.\"{row}\".accept]]")
             else:
                 failures.append(f"{cell.subject}: {finding.key(cell.check)}: {finding.text} "

@@ -23,8 +23,8 @@ def _label(cell: Any) -> str:
     return cell.outcome if unaccepted else "accepted"
 
 
-def _short(text: str, limit: int = 150) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\\\|")
+def _short(text: str, limit: int = 140) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
