@@ -58,9 +58,21 @@ def first_line(text: str, limit: int = 300) -> str:
 
 
 def uv_error_line(detail: str) -> str:
-    """uv's own words for a failed resolve/install: its `×` line and the first `╰─▶` reason."""
+    """uv's own words for a failed resolve/install: its `error:` (or `×`) line and the first reason
+    (`cause:` / `╰─▶`), as uv prints them without and with a terminal."""
     lines = [ln.strip() for ln in detail.splitlines() if ln.strip()]
-    picked = [ln for ln in lines if ln.startswith(("×", "╰", "error:"))][:2]
+    keyword = ("×", "error:", "╰", "cause:", "Caused by:", "hint:", "help:")
+    heads = [ln for ln in lines if ln.startswith(("×", "error:"))][:1]
+    reasons = []
+    for i, ln in enumerate(lines):
+        if ln.startswith(("╰", "cause:", "Caused by:")):
+            reasons = [ln]
+            for more in lines[i + 1:i + 4]:  # uv wraps a long reason over indented lines
+                if more.startswith(keyword):
+                    break
+                reasons.append(more)
+            break
+    picked = heads + [" ".join(reasons)] if reasons else heads
     return " ".join(picked or lines[:1])[:500]
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -85,6 +86,24 @@ def _probe(python: Path, module: str, args: list[str], *, what: str, env: dict[s
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX):])
     raise NotEstablished(f"{what}: no result line\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
+
+def _with_resolver_reason(role: Any, detail: str) -> str:
+    """EnvBuildError keeps uv's `error:` lines; uv (non-tty) gives the reason on a `cause:` line.
+    When it is missing, ask uv's resolver alone (`uv pip compile`, no install) for its full words."""
+    if any(ln.strip().startswith(("cause:", "╰", "Caused by:")) for ln in detail.splitlines()):
+        return detail
+    from harness.envs import _uv  # the same uv the build used
+
+    argv = [*_uv(), "pip", "compile", "--quiet", "--python-version", ".".join(map(str, sys.version_info[:2])),
+            *(["--exclude-newer", role.exclude_newer] if role.exclude_newer else []), "-"]
+    try:
+        proc = subprocess.run(argv, input="\n".join(role.pins), capture_output=True, text=True, timeout=300,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return detail
+    extra = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
+    return detail + ("\n" + "\n".join(extra[-15:]) if proc.returncode != 0 and extra else "")
 
 
 class _Memo:
@@ -157,6 +176,7 @@ class MatrixLab:
             try:
                 results[path] = ensure_env(row, role, cache=cache, progress=self.say)
             except EnvBuildError as exc:
+                exc.detail = _with_resolver_reason(row.role(role), exc.detail)
                 self.say(f"matrix: {row.name}/{role} cannot be built: {checks.uv_error_line(exc.detail)}")
                 results[path] = exc
 
