@@ -66,9 +66,10 @@ def run_pipeline(name: str, stages: str = "all", mlflow_failure_policy: str = "r
                 experiment=experiment, model_name=model_name, isvc_name=isvc_name)
 
 
-def start_load(service: str, seconds: float, rate: float = 30.0, users: int = 6,
+def start_load(service: str, seconds: float, rate: float = 30.0, users: int = 6, load_id: str | None = None,
                configuration: dict[str, Any] | None = None) -> dict[str, Any]:
-    return call(configuration, "start_load", service=service, seconds=seconds, rate=rate, users=users)
+    return call(configuration, "start_load", service=service, seconds=seconds, rate=rate, users=users,
+                load_id=load_id)
 
 
 def finish_load(load_id: str, stop: bool = False, configuration: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -288,6 +288,39 @@ class ChaosControl:
             "failure": failed_revision(obj) or "",
         }
 
+    def op_wait_for_failure(self, name: str, deadline_s: float = 120) -> dict[str, Any]:
+        """Wait until the latest revision of ``name`` has failed; its status and its pods' logs."""
+        obj = self.profile.isvc.wait_for(name, lambda o: bool(failed_revision(o)),
+                                         what="the latest revision to fail", deadline_s=deadline_s)
+        status = self._status(obj)
+        logs = self.profile.revision_logs(name, status["latest_created"])
+        status["failed_revision"] = status["latest_created"]
+        status["pod_log_lines"] = [line.strip()[:500] for text in logs.values() for line in text.splitlines()
+                                   if "MLmodel" in line or "Error" in line][-12:]
+        return status
+
+    def op_answers(self, name: str, requests_count: int = 10) -> dict[str, Any]:
+        """A few V2 requests through the router, as a client sends them: statuses and who answered."""
+        import pandas as pd
+        import requests
+
+        from harness.serving.v2 import v2_request
+        from harness.traffic.haproxy import SERVED_BY_HEADER
+
+        rows = pd.read_parquet(self.context.rows_path).head(2)
+        url = f"{self.profile.inference_base_url(name)}/v2/models/{name}/infer"
+        statuses, served_by = [], []
+        for _ in range(requests_count):
+            try:
+                response = requests.post(url, json=v2_request(rows), timeout=10)
+                statuses.append(response.status_code)
+                served_by.append(response.headers.get(SERVED_BY_HEADER, ""))
+            except requests.RequestException as exc:
+                statuses.append(0)
+                served_by.append(type(exc).__name__)
+        return {"statuses": statuses, "served_by": sorted(set(served_by)),
+                "ok": all(code == 200 for code in statuses)}
+
     def op_revision_logs(self, name: str, revision: str) -> dict[str, str]:
         return {k: v[-6000:] for k, v in self.profile.revision_logs(name, revision).items()}
 
@@ -406,9 +439,14 @@ class ChaosControl:
                 "versions": sorted(str(v.version) for v in versions)}
 
     # ------------------------------------------------------------------ load
-    def op_start_load(self, service: str, seconds: float, rate: float = 30.0, users: int = 6) -> dict[str, Any]:
-        load_id = f"load-{next(self._ids)}"
-        out = self.workdir / "loads" / load_id
+    def op_start_load(self, service: str, seconds: float, rate: float = 30.0, users: int = 6,
+                      load_id: str | None = None) -> dict[str, Any]:
+        """Locust against ``service`` (a subprocess); ``load_id`` (default: the service's name) is
+        how a later activity finds it, since an experiment cannot pass one activity's output on."""
+        load_id = load_id or service
+        if load_id in self._loads:
+            raise ControlError(f"a load named {load_id!r} is already running; finish it first")
+        out = self.workdir / "loads" / f"{load_id}-{next(self._ids)}"
         handle = start_load(self.profile.inference_base_url(service), service, self.context.rows_path,
                             users=users, spawn_rate=users, duration_s=seconds, target_rps=rate, out_dir=out,
                             request_timeout_s=30.0)

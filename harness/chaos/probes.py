@@ -10,9 +10,12 @@ __all__ = [
     "mlflow_inventory",
     "mlflow_reachable",
     "pipeline_run_outcome",
+    "service_answers",
     "service_serves",
     "service_status",
     "stack_facts",
+    "wait_for_failure",
+    "wait_for_split",
 ]
 
 
@@ -30,7 +33,8 @@ def service_serves(name: str, seconds: float = 4, rate: float = 20, max_error_ra
     of the window's requests failed (the steady state of the serving scenarios)."""
     if not call(configuration, "service_status", name=name)["ready"]:
         return False
-    load = call(configuration, "start_load", service=name, seconds=seconds, rate=rate, users=2)
+    load = call(configuration, "start_load", service=name, seconds=seconds, rate=rate, users=2,
+                load_id=f"steady-state-{name}")
     report = call(configuration, "finish_load", load_id=load["load_id"])
     return bool(report["requests"]) and report["failures"] / report["requests"] <= max_error_rate
 
@@ -68,3 +72,18 @@ def pipeline_run_outcome(name: str, stages: str = "train", mlflow_failure_policy
 def mlflow_reachable(configuration: dict[str, Any] | None = None) -> bool:
     """The harness's own path to the MLflow server (loopback, outside the pipeline's namespace)."""
     return bool(call(configuration, "mlflow_health")["ok"])
+
+
+def service_answers(name: str, requests_count: int = 10, configuration: dict[str, Any] | None = None) -> bool:
+    """True when ``requests_count`` V2 requests to ``name`` all get 200 (the serving steady state)."""
+    return bool(call(configuration, "answers", name=name, requests_count=requests_count)["ok"])
+
+
+def wait_for_failure(name: str, deadline_s: float = 120, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Wait for the latest revision of ``name`` to fail; its status and the cause in its pods' logs."""
+    return call(configuration, "wait_for_failure", name=name, deadline_s=deadline_s)
+
+
+def wait_for_split(name: str, split: dict[str, int] | None = None, ready: bool = True, deadline_s: float = 60,
+                   configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    return call(configuration, "wait_for_split", name=name, split=split, ready=ready, deadline_s=deadline_s)

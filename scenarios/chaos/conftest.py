@@ -10,6 +10,7 @@ import pytest
 
 from harness.chaos.control import ChaosContext, ChaosControl
 from harness.pipeline.dataset import holdout_rows
+from harness.plugin import REPORT_KEY
 
 
 def trained_version(pipeline_run) -> str:
@@ -45,9 +46,13 @@ def chaos_control(stack, deployment, dataset_path, tmp_path_factory) -> Iterator
         control.close()
 
 
-@pytest.fixture
-def journal_dir(chaos_control, pytestconfig) -> Path:
-    """Where each experiment's journal goes (also attached to the run's report)."""
+@pytest.fixture(scope="session")
+def journal_dir(chaos_control, pytestconfig) -> Iterator[Path]:
+    """Where each experiment's journal goes; every journal is attached to the run's report."""
     path = chaos_control.workdir / "journals"
     path.mkdir(exist_ok=True)
-    return path
+    yield path
+    report = pytestconfig.stash.get(REPORT_KEY, None)
+    if report is not None:
+        for journal in sorted(path.glob("*.json")):
+            report.add_artifact(f"chaos-journal-{journal.name}", journal.read_text())
