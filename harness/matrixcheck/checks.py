@@ -135,7 +135,12 @@ def tracking_client_cell(row: str, reg: Mapping[str, Any]) -> Cell:
     for facet, step_name in facets.items():
         step = _step(reg, step_name)
         if step is None or not step["ok"]:
-            findings.append(Finding(facet, _step_text(step)))
+            text = _step_text(step)
+            remedy = _step(reg, "log-model-cloudpickle[signed]") if facet == "log-model" else None
+            if remedy is not None:
+                text += (" | with serialization_format='cloudpickle': " +
+                         ("logged" if remedy["ok"] else _step_text(remedy)))
+            findings.append(Finding(facet, text))
     signed = (reg.get("models") or {}).get("signed", {})
     stages = _step(reg, "stages") or {}
     stage_warn = [w for w in stages.get("warnings", []) if "deprecat" in w.lower()]
@@ -330,32 +335,45 @@ def signature_claim_cell(row: str, reg: Mapping[str, Any], served_unsigned: Mapp
     env_files = (_step(reg, "signature-env-known") or {}).get("files")
     if env_files is None:
         raise NotEstablished(f"{row}: the client probe did not look for MLFLOW_MODEL_SIGNATURE_ENFORCEMENT")
-    findings, happened = [], {}
+    findings, happened, other = [], {}, []
+
+    def failed(facet: str, text: str) -> None:
+        # Only a refusal that is about the signature is the claim at work; any other failure of the
+        # unsigned model (a pickle the runtime cannot read...) is another check's finding.
+        if "signature" in text.lower():
+            findings.append(Finding(facet, text))
+            happened[facet] = "refused: " + text
+        else:
+            other.append(facet)
+            happened[facet] = "failed for another reason: " + text
+
+    remedy = _step(reg, "log-model-cloudpickle[unsigned]")
     for facet, step in (("log-unsigned", log), ("load-unsigned", pred)):
         if step is None or not step["ok"]:
-            findings.append(Finding(facet, _step_text(step)))
-            happened[facet] = "refused: " + _step_text(step)
+            failed(facet, _step_text(step))
+            if facet == "log-unsigned" and remedy is not None and remedy["ok"]:
+                happened[facet] += " (logged with serialization_format='cloudpickle')"
         else:
             warns = [w for w in step.get("warnings", []) if "signature" in w.lower()]
             happened[facet] = "accepted" + (f" (warning: {first_line(warns[0], 200)})" if warns else "")
     if served_unsigned is None:
         happened["serve-unsigned"] = "not tried (no unsigned model reached the runtime)"
     elif not served_unsigned["load"]["ok"]:
-        text = f"HTTP {served_unsigned['load']['http_status']}: {first_line(served_unsigned['load']['answer'])}"
-        findings.append(Finding("serve-unsigned", text))
-        happened["serve-unsigned"] = "refused: " + text
+        failed("serve-unsigned", f"HTTP {served_unsigned['load']['http_status']}: "
+                                 f"{first_line(served_unsigned['load']['answer'])}")
     else:
         happened["serve-unsigned"] = "loaded"
-    refused_for_signature = any("signature" in f.text.lower() for f in findings)
+    refused_for_signature = bool(findings)
     mlflow_version = (reg.get("versions") or {}).get("mlflow")
     evidence = {"mlflow": mlflow_version, "MLFLOW_MODEL_SIGNATURE_ENFORCEMENT_in_mlflow": env_files,
                 "what_happened": happened, "seed_claim_holds": refused_for_signature}
     known = f"known to mlflow {mlflow_version} ({', '.join(env_files)})" if env_files else \
         f"unknown to mlflow {mlflow_version}"
-    ok = (f"seed claim does not hold: unsigned model logged ({happened['log-unsigned']}), loaded, "
-          f"served ({happened['serve-unsigned']}); MLFLOW_MODEL_SIGNATURE_ENFORCEMENT {known}")
-    return _cell("row", row, "signature-claim", findings, ok, evidence,
-                 bad_prefix=f"seed claim {'holds' if refused_for_signature else 'untested'}: ")
+    evidence["other_failures"] = other
+    ok = (f"seed claim does not hold: nothing refused the unsigned model for its missing signature (log: "
+          f"{happened['log-unsigned']}; load: {happened['load-unsigned']}; serve: {happened['serve-unsigned']}); "
+          f"MLFLOW_MODEL_SIGNATURE_ENFORCEMENT {known}")
+    return _cell("row", row, "signature-claim", findings, ok[:700], evidence, bad_prefix="seed claim holds here: ")
 
 
 # ----------------------------------------------------------------------------------- upgrade checks

@@ -446,9 +446,11 @@ class MatrixLab:
                     want = (run.skew["steps"].get("predict") or {}).get("predictions")
                     got = (probe_served["infer"].get("content_type") or {}).get("predictions")
                     probe["predictions_equal"] = checks.same_predictions(got, want)[0]
-            signed = self.served(row, "signed")
+            # The unsigned model's load isolates the pickle (a signed one may fail on the MLmodel
+            # signature format first, e.g. mlflow 2.3.1 reading a 2.15 signature).
+            own = self.served(row, "unsigned") or self.served(row, "signed")
             cell = checks.library_skew_cell(row, reg.get("versions") or {}, self.versions(row, "serving"),
-                                            signed["load"] if signed else None, probe)
+                                            own["load"] if own else None, probe)
         elif check == "storage-uri":
             jobs = {"artifact_uri+/model": run.storage.get("artifact_uri+/model"),
                     "download_uri": run.storage.get("download_uri[signed]")}

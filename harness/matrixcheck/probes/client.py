@@ -147,14 +147,22 @@ def cmd_register(args):
                 mlflow.log_params({"n_estimators": 20, "max_depth": 3, "signed": signed})
                 mlflow.log_metrics({"train_accuracy": float((clf.predict(X) == _y).mean())})
                 model["run_id"] = run.info.run_id
+                kwargs = _log_kwargs(mlflow.sklearn.log_model, "model")
+                if signed:
+                    kwargs.update(signature=infer_signature(X, clf.predict(X)), input_example=X.head(3))
                 with _step(steps, f"log-model[{label}]") as lm:
-                    kwargs = _log_kwargs(mlflow.sklearn.log_model, "model")
                     lm["kwargs"] = sorted(kwargs)
-                    if signed:
-                        kwargs.update(signature=infer_signature(X, clf.predict(X)), input_example=X.head(3))
                     info = mlflow.sklearn.log_model(clf, registered_model_name=args.model_name, **kwargs)
+                if not lm["ok"] and "serialization_format" in inspect.signature(mlflow.sklearn.log_model).parameters:
+                    # The default failed (mlflow 3.x: skops refuses the tree types): the remedy a user
+                    # would try next, so the rest of the checks still run on this row.
+                    with _step(steps, f"log-model-cloudpickle[{label}]") as lm:
+                        lm["kwargs"] = [*sorted(kwargs), "serialization_format"]
+                        info = mlflow.sklearn.log_model(clf, registered_model_name=args.model_name,
+                                                        serialization_format="cloudpickle", **kwargs)
+                if lm["ok"]:
                     model["model_uri"] = info.model_uri
-                    model["logged_signature"] = info.signature is not None if hasattr(info, "signature") else None
+                    model["logged_with"] = lm["kwargs"]
                     model["registered_version"] = str(getattr(info, "registered_model_version", "") or "")
             st["run_id"] = model.get("run_id")
         if "run_id" not in model:
