@@ -247,3 +247,21 @@ def test_the_table_shows_every_outcome(tmp_path: Path) -> None:
     assert data["gate"] == {"enabled": True, "failures": failures, "passed": False}
     assert "the run FAILS on 2 finding(s)" in data["markdown"]
     assert set(data["row_checks"]) == set(MATRIX_CHECKS)
+
+
+def test_signature_claim_is_not_blamed_for_other_failures_and_the_log_remedy_is_reported() -> None:
+    reg = _reg()
+    skops = "MlflowException: The saved sklearn model references untrusted types."
+    reg["steps"]["log-model[unsigned]"] = {"ok": False, "error": skops, "warnings": []}
+    reg["steps"]["log-model-cloudpickle[unsigned]"] = {"ok": True, "error": "", "warnings": []}
+    served = {"load": _load(False, json.dumps({"error": "builtins.ModuleNotFoundError: No module named '_loss'"})),
+              "infer": {}}
+    cell = checks.signature_claim_cell("r", reg, served)
+    assert cell.outcome == COMPATIBLE and cell.evidence["seed_claim_holds"] is False
+    assert cell.evidence["other_failures"] == ["log-unsigned", "serve-unsigned"]
+    assert "logged with serialization_format='cloudpickle'" in cell.summary
+    reg["steps"]["log-model[signed]"] = {"ok": False, "error": skops, "warnings": []}
+    reg["steps"]["log-model-cloudpickle[signed]"] = {"ok": True, "error": "", "warnings": []}
+    cell = checks.tracking_client_cell("r", reg)
+    assert cell.findings[0].facet == "log-model"
+    assert cell.findings[0].text.endswith("with serialization_format='cloudpickle': logged")
