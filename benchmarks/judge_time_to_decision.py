@@ -1,22 +1,37 @@
-"""Time to decision of the canary judges on simulated canaries, beside Wald's SPRT bound.
+"""Time to decision of the canary judges on simulated canaries, beside Wald's SPRT bound for the
+same hypotheses, with the wrong-decision rate of every point (false rollback or miss).
 
-    .venv/bin/python benchmarks/judge_time_to_decision.py [--rates 2,20] [--canary-percent 20] [--runs 1000]
+    .venv/bin/python benchmarks/judge_time_to_decision.py [--points 2:20:60,20:20:60,...] [--runs 2000]
 
-Per request rate, per scenario and judge: the share of promote / rollback / inconclusive, the median
-and p90 simulated time to decision (full-scale JudgeConfig: checks every 60 s, 900 s deadline), and
-two yardsticks, both in seconds at the canary's share of the traffic:
+A point is RATE:PERCENT:INTERVAL[:DEADLINE]: total request rate (req/s), canary percent, seconds
+between checks and the overall deadline (default the seed's 900 s). The default points are the
+seed's 60 s checks and 5 s checks at 2 and 20 req/s with a 20 % canary, and the live scenarios'
+setting (70 req/s, 50 %, 3 s checks, 45 s deadline). Stable error rate 0.5 %.
 
-* "SPRT bound": Wald's expected sample size of the SPRT that knows the stable's error rate p0 and the
-  canary's true rate p1, E[N|H1] = [(1-b) ln((1-b)/a) + b ln(b/(1-a))] / KL(p1||p0) (E[N|H0] with
-  p1 = relative_factor x p0 for the healthy canary, which can only be promoted by accepting H0). No
-  sequential test with these error bounds does better on average; "@check" rounds it up to the
-  first check at or after it, since no judge polled every interval_s can decide between checks.
-* "2-sample": the same bound for a test that does not know the stable's rate and must learn it from
-  the stable's own errors in the window (the conditional test on error events the sequential judge
-  runs, told the true ratio). The gap between the two is the price of comparing with a stable
-  measured live rather than known.
+The bound ("Wald s") is Wald's expected sample size, overshoot ignored,
+E[N|H1] = [(1-b) ln((1-b)/a) + b ln(b/(1-a))] / KL(p1||p0) (E[N|H0] with KL(p0||p1) for a
+healthy canary, which is promoted by accepting H0), at the judge's alpha and beta, for the test the
+sequential judge runs on that scenario, converted to seconds at the point's traffic:
 
-Tail latency: the slow-request fraction above the p99 limit against 1 % (a p99 exactly at the limit).
+* errors: the relative test conditioned on 5xx events. Each event comes from the canary with
+  probability theta(r) = w r / (w r + 1 - w) (w = canary share, r = canary/stable error ratio);
+  H0 is r = 1 (p0 = w). H1 is r = 5, the judge's severe_factor, for the 5x canary (the judge's
+  rollback statistic holds exactly that SPRT, mixed half and half with the 2x one); r = 2 (the
+  promotion test) for the healthy canary; the true r = 20 for the 10 % canary (the judge only has
+  2x and 5x: the bound is then an information bound, not its own SPRT). N counts error events;
+  seconds = N / (events per second) at the point's rate.
+* "stable known" (reference only): the one-sample SPRT p0 = stable's rate, p1 = canary's rate.
+  It needs the stable's rate as a known constant; a judge that measures the stable live cannot
+  reach it (at a 50 % split the conditional test has about a third of its information per request).
+* tail latency: the one-sample SPRT on the share of canary requests slower than the p99 limit,
+  p0 = 1 % (p99 exactly at the limit) vs p1 = the true share. The judge's latency rule is on
+  consecutive windows, not an SPRT: that ratio is for orientation.
+
+"@check" rounds the bound up to the first check at or after it: a judge polled every interval
+cannot decide between checks, so where the bound is under one interval the ratio to the raw bound
+mostly measures the polling. Wrong decisions: "false rb" = rollbacks of the healthy canary (in
+brackets: early ones, on evidence; the rest are deadline rollbacks by rule), "miss" = promotions
+of a bad canary; "<=" is the 95 % Clopper-Pearson upper bound over the runs (scipy.stats).
 """
 from __future__ import annotations
 
@@ -28,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -40,6 +56,14 @@ from harness.judges.sprt import asn_h0, asn_h1, canary_share
 
 STABLE_ERROR = 0.005
 TAIL = LatencyModel(tail_fraction=0.05, tail_median_s=1.0)
+DEFAULT_POINTS = "2:20:60,20:20:60,2:20:5,20:20:5,70:50:3:45"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    seconds: float
+    hypotheses: str
+    known_stable_s: float | None = None
 
 
 def scenarios(rate: float, percent: float) -> list[Scenario]:
@@ -51,69 +75,91 @@ def scenarios(rate: float, percent: float) -> list[Scenario]:
             dataclasses.replace(base, name="tail latency", canary_latency=TAIL)]
 
 
-def bounds_s(sc: Scenario, cfg: JudgeConfig) -> tuple[float, float | None]:
-    """(known-baseline SPRT bound, two-sample bound), seconds of canary traffic."""
-    a, b, k = cfg.alpha, cfg.beta, cfg.relative_factor
+def bound(sc: Scenario, cfg: JudgeConfig) -> Bound:
+    a, b = cfg.alpha, cfg.beta
     w = sc.canary_percent / 100.0
     ps, pc = sc.stable_error_rate, sc.canary_error_rate
     if sc.canary_latency != sc.stable_latency:
         slow = 1.0 - sc.canary_latency.cdf(cfg.p99_threshold_s)
-        return asn_h1(0.01, slow, a, b) / sc.canary_rps, None
-    # error events per canary request: the canary's own plus the stable's, scaled by the split
-    events_per_canary_request = pc + ps * (1 - w) / w
-    if pc <= ps:
-        known = asn_h0(ps, k * ps, a, b)
-        two = asn_h0(w, canary_share(w, k), a, b) / events_per_canary_request
-    else:
-        known = asn_h1(ps, pc, a, b)
-        two = asn_h1(w, canary_share(w, pc / ps), a, b) / events_per_canary_request
-    return known / sc.canary_rps, two / sc.canary_rps
+        return Bound(asn_h1(0.01, slow, a, b) / sc.canary_rps,
+                     f"slow share H0 1% vs H1 {slow:.1%} (one-sample, per canary request)")
+    events_per_s = sc.rate_rps * (w * pc + (1 - w) * ps)
+    ratio = pc / ps
+    if ratio <= 1:
+        r1 = cfg.relative_factor
+        n = asn_h0(w, canary_share(w, r1), a, b)
+        known = asn_h0(ps, r1 * ps, a, b) / sc.canary_rps
+        return Bound(n / events_per_s, f"E[N|H0] theta {w:.2f} (r=1) vs {canary_share(w, r1):.2f} (r={r1:g})", known)
+    note = "" if math.isclose(ratio, cfg.severe_factor) else ", true r"
+    n = asn_h1(w, canary_share(w, ratio), a, b)
+    return Bound(n / events_per_s,
+                 f"E[N|H1] theta {w:.2f} (r=1) vs {canary_share(w, ratio):.2f} (r={ratio:g}{note})",
+                 asn_h1(ps, pc, a, b) / sc.canary_rps)
 
 
-def at_check(seconds: float, cfg: JudgeConfig) -> float:
-    return max(1, math.ceil(seconds / cfg.interval_s - 1e-9)) * cfg.interval_s
+def at_check(seconds: float, interval_s: float) -> float:
+    return max(1, math.ceil(seconds / interval_s - 1e-9)) * interval_s
+
+
+def upper95(k: int, n: int) -> float:
+    return float(stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact").high)
+
+
+def parse_points(text: str) -> list[tuple[float, float, float, float]]:
+    points = []
+    for item in text.split(","):
+        parts = [float(x) for x in item.split(":")]
+        if len(parts) not in (3, 4):
+            raise SystemExit(f"point {item!r}: expected RATE:PERCENT:INTERVAL[:DEADLINE]")
+        points.append((parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else 900.0))
+    return points
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="2,20", help="total request rates, req/s, comma separated")
-    parser.add_argument("--canary-percent", type=float, default=20.0)
-    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--points", default=DEFAULT_POINTS, help="RATE:PERCENT:INTERVAL[:DEADLINE],...")
+    parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20261128)
-    parser.add_argument("--interval", type=float, default=None,
-                        help="seconds between checks (default: the seed's 60 s); the SPRT bound assumes continuous looks")
+    parser.add_argument("--judges", default="seed,sequential")
     args = parser.parse_args()
-    cfg = JudgeConfig(interval_s=args.interval) if args.interval else JudgeConfig()
     started = time.monotonic()
-    print(f"JudgeConfig: checks every {cfg.interval_s:g} s, deadline {cfg.observation_s:g} s, alpha {cfg.alpha:g}, "
-          f"beta {cfg.beta:g}, relative factor {cfg.relative_factor:g}; stable error rate {STABLE_ERROR:.1%}; "
-          f"{args.runs} runs per row; canary {args.canary_percent:g} % of traffic")
-    for rate in (float(r) for r in args.rates.split(",")):
-        canary_rps = rate * args.canary_percent / 100
-        print(f"\n== {rate:g} req/s total, {canary_rps:g} req/s to the canary ==")
-        head = (f"{'scenario':18} {'judge':10} {'promote':>7} {'rollbk':>7} {'inconc':>7} {'median s':>8} "
-                f"{'p90 s':>6} | {'SPRT bound s':>12} {'@check':>6} {'2-sample s':>10} | "
-                f"{'med/bound':>9} {'med/@check':>10} {'med/2-sample':>12}")
-        print(head)
-        print("-" * len(head))
-        for i, sc in enumerate(scenarios(rate, args.canary_percent)):
-            judges = {"seed": SeedThresholdJudge(cfg), "sequential": SequentialJudge(cfg)}
-            out = simulate_many(judges, sc, cfg, runs=args.runs, seed=args.seed + i)
-            known, two = bounds_s(sc, cfg)
+    base = JudgeConfig()
+    print(f"alpha {base.alpha:g}, beta {base.beta:g}; sequential judge: relative factor {base.relative_factor:g} "
+          f"(promotion), rollback on the mixture of the {base.relative_factor:g}x and {base.severe_factor:g}x SPRTs; "
+          f"stable error rate {STABLE_ERROR:.1%}; {args.runs} simulated runs per point, every judge on the same runs")
+    head = (f"{'scenario':16} {'judge':10} {'req/s':>5} {'can%':>4} {'check':>5} {'deadl':>5} | {'promote':>7} "
+            f"{'rollbk':>7} | {'wrong decisions':28} | {'median s':>8} {'p90 s':>6} | {'Wald s':>7} {'@check':>6} "
+            f"{'ratio':>6} {'r@chk':>6} | {'stable known s':>14} | Wald bound's hypotheses")
+    print(head)
+    print("-" * len(head))
+    for point_no, (rate, percent, interval, deadline) in enumerate(parse_points(args.points)):
+        cfg = JudgeConfig(interval_s=interval, observation_s=deadline)
+        for i, sc in enumerate(scenarios(rate, percent)):
+            makers = {"seed": SeedThresholdJudge, "sequential": SequentialJudge}
+            judges = {name: makers[name](cfg) for name in args.judges.split(",")}
+            out = simulate_many(judges, sc, cfg, runs=args.runs, seed=args.seed + 100 * point_no + i)
+            bd = bound(sc, cfg)
             for name, outcomes in out.items():
+                n = len(outcomes)
                 t = np.array([o.time_to_decision_s for o in outcomes])
-                share = {d: np.mean([o.decision is d for o in outcomes])
-                         for d in (Decision.PROMOTE, Decision.ROLLBACK, Decision.INCONCLUSIVE)}
-                med = float(np.median(t))
-                # A median at the deadline is censored (most runs undecided): the ratio is a lower bound.
-                mark = "*" if med >= cfg.observation_s else " "
-                ratios = (f"{med / known:8.2f}{mark} {med / at_check(known, cfg):9.2f}{mark} "
-                          + (f"{med / two:11.2f}{mark}" if two else f"{'-':>12}")) if name == "sequential" else ""
-                print(f"{sc.name:18} {name:10} {share[Decision.PROMOTE]:7.1%} {share[Decision.ROLLBACK]:7.1%} "
-                      f"{share[Decision.INCONCLUSIVE]:7.1%} {med:8.0f} {np.percentile(t, 90):6.0f} | "
-                      f"{known:12.0f} {at_check(known, cfg):6.0f} {(f'{two:10.0f}' if two else f'{chr(45):>10}')} | "
-                      + ratios)
-    print("\n*: median at the deadline (most runs undecided until then): the ratio is only a lower bound.")
+                promote = sum(o.decision is Decision.PROMOTE for o in outcomes)
+                rollback = sum(o.decision is Decision.ROLLBACK for o in outcomes)
+                if sc.name == "healthy":
+                    early = sum(o.decision is Decision.ROLLBACK and o.time_to_decision_s < deadline for o in outcomes)
+                    wrong = f"false rb {rollback / n:5.1%} ({early / n:4.1%}<={upper95(early, n):4.1%})"
+                else:
+                    wrong = f"miss {promote / n:5.1%} <={upper95(promote, n):5.1%}"
+                med, p90 = float(np.median(t)), float(np.percentile(t, 90))
+                mark = "*" if med >= deadline else " "  # censored: most runs undecided at the deadline
+                chk = at_check(bd.seconds, interval)
+                known = f"{bd.known_stable_s:14.0f}" if bd.known_stable_s is not None else f"{'-':>14}"
+                print(f"{sc.name:16} {name:10} {rate:5g} {percent:4g} {interval:5g} {deadline:5g} | "
+                      f"{promote / n:7.1%} {rollback / n:7.1%} | {wrong:28} | {med:8.0f} {p90:6.0f} | "
+                      f"{bd.seconds:7.1f} {chk:6.0f} {med / bd.seconds:5.2f}{mark} {med / chk:5.2f}{mark} | {known} | "
+                      f"{bd.hypotheses}")
+        print()
+    print("ratio = median / Wald s; r@chk = median / @check; *: median at the deadline (most runs undecided): "
+          "the ratio is only a lower bound.")
     print(f"(wall time {time.monotonic() - started:.1f} s)")
     return 0
 

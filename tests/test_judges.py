@@ -17,7 +17,7 @@ from harness.judges.external import CommandJudge, GuardedJudge, JudgeSpecError, 
 from harness.judges.seed import SeedThresholdJudge
 from harness.judges.sequential import SequentialJudge, clean_canary_requests_to_promote
 from harness.judges.simulate import LatencyModel, Scenario, generate, histogram_quantile, run_judge, simulate
-from harness.judges.sprt import asn_h1, kl_bernoulli
+from harness.judges.sprt import asn_h1, canary_share, kl_bernoulli, log_mixture, relative_llr
 
 CFG = JudgeConfig()
 HEALTHY = Scenario(name="healthy", rate_rps=20, stable_error_rate=0.005, canary_error_rate=0.005)
@@ -414,3 +414,71 @@ def test_sequential_holds_when_everything_goes_dark() -> None:
     silent = RevisionReading(None, None, None, None, None)
     assert {judge.observe(reading((i + 2) * CFG.interval_s, silent, silent)).decision
             for i in range(5)} == {Decision.CONTINUE}
+
+
+# -- the relative rollback mixture (2x and severe 5x SPRTs) ----------------------------------------
+
+
+def test_log_mixture_is_the_log_of_the_mean_likelihood_ratio() -> None:
+    assert log_mixture(0.0, 0.0) == pytest.approx(0.0)
+    assert log_mixture(math.log(2), math.log(4)) == pytest.approx(math.log(3))
+    # no overflow where exp() would: the larger term dominates, minus ln 2
+    assert log_mixture(2000.0, -5.0) == pytest.approx(2000.0 - math.log(2))
+
+
+def test_relative_llr_is_the_bernoulli_llr_of_which_revision_each_error_came_from() -> None:
+    w, r = 0.2, 5.0
+    theta1 = w * r / (w * r + 1 - w)
+    # 7 of 12 error events from the canary: the binomial likelihood ratio at theta1 against w
+    expected = 7 * math.log(theta1 / w) + 5 * math.log((1 - theta1) / (1 - w))
+    assert relative_llr(7, 5, w, r) == pytest.approx(expected)
+    assert relative_llr(7, 5, w, 1.0) == pytest.approx(0.0)
+
+
+def test_severe_factor_must_not_be_below_the_relative_factor() -> None:
+    with pytest.raises(ValueError, match="severe_factor must be >= relative_factor"):
+        JudgeConfig(severe_factor=1.5)
+
+
+def test_the_severe_alternative_rolls_back_where_the_2x_sprt_alone_would_still_wait() -> None:
+    # 20 % canary: 7/250 canary vs 2/1000 stable errors (the 0.5 % floor reads the stable as 5): the
+    # 2x SPRT alone (+2.67) and the absolute one (+2.38) stay below ln A = 2.89, the mixture with the
+    # 5x SPRT (+4.21) is at +3.71.
+    r = [reading(60, rev(250, 7.0), rev(1000, 2.0))]
+    plain = SequentialJudge(dataclasses.replace(CFG, severe_factor=CFG.relative_factor))
+    mixed = SequentialJudge(CFG)
+    assert feed(plain, r) == [Decision.CONTINUE]
+    assert feed(mixed, r) == [Decision.ROLLBACK]
+    d = mixed._details()
+    assert d["llr_relative"] < d["log_rollback_bound"] <= d["llr_rollback"]
+    assert d["llr_rollback"] == pytest.approx(log_mixture(d["llr_relative"], d["llr_severe"]))
+    assert d["llr_rollback"] >= d["llr_severe"] - math.log(2)
+
+
+def _median_time_and_decisions(sc: Scenario, cfg: JudgeConfig, runs: int, seed: int) -> tuple[float, list]:
+    trace = generate(sc, cfg, runs=runs, seed=seed)
+    judge = SequentialJudge(cfg)
+    outcomes = [run_judge(judge, trace.readings(i), cfg) for i in range(runs)]
+    return float(np.median([o.time_to_decision_s for o in outcomes])), [o.decision for o in outcomes]
+
+
+def test_a_5x_canary_is_rolled_back_within_twice_walds_bound_for_the_same_hypotheses() -> None:
+    # 20 req/s, 20 % canary, checks every 5 s: Wald's E[N|H1] of the conditional SPRT H0 r=1 vs
+    # H1 r=5 (the judge's severe alternative), in error events, converted to seconds at this traffic
+    cfg = dataclasses.replace(CFG, interval_s=5.0)
+    sc = dataclasses.replace(HEALTHY, rate_rps=20, canary_error_rate=5 * HEALTHY.stable_error_rate)
+    w, ps, pc = 0.2, sc.stable_error_rate, sc.canary_error_rate
+    bound_s = asn_h1(w, canary_share(w, 5.0), cfg.alpha, cfg.beta) / (sc.rate_rps * (w * pc + (1 - w) * ps))
+    assert 40 < bound_s < 46
+    median, decisions = _median_time_and_decisions(sc, cfg, runs=300, seed=5)
+    assert decisions.count(Decision.ROLLBACK) == len(decisions)
+    assert median <= 2 * bound_s
+    # the 2x SPRT alone (the judge before the mixture) does not make it: the mixture is what helps
+    plain = dataclasses.replace(cfg, severe_factor=cfg.relative_factor)
+    assert _median_time_and_decisions(sc, plain, runs=300, seed=5)[0] > median
+
+
+def test_a_canary_at_the_2x_boundary_is_promoted_at_most_beta_of_the_time() -> None:
+    at_boundary = dataclasses.replace(HEALTHY, rate_rps=50, canary_error_rate=2 * HEALTHY.stable_error_rate)
+    _, decisions = _median_time_and_decisions(at_boundary, CFG, runs=400, seed=13)
+    assert decisions.count(Decision.PROMOTE) / len(decisions) <= CFG.beta

@@ -110,6 +110,11 @@ class JudgeConfig:
     immediate_rollback_factor: float = 3.0  # seed: error rate > 3x threshold rolls back at once
     pass_ratio: float = 0.9  # seed: promote if >= 90 % of checks passed
     relative_factor: float = 2.0  # dashboard rule: canary error rate > 2x stable is bad
+    # A canary this many times worse than the stable is "severe": the sequential judge's relative
+    # rollback statistic mixes the SPRTs for relative_factor and severe_factor (half weight each), so
+    # a clearly bad canary is caught at close to the speed of an SPRT designed for it, while the
+    # relative_factor SPRT alone still decides promotion (beta holds at relative_factor).
+    severe_factor: float = 5.0
     alpha: float = 0.05  # sequential: bound on rolling back a canary as good as stable
     beta: float = 0.10  # sequential: bound on promoting a canary at the "bad" boundary
     # Below this error rate relative comparisons are noise nobody acts on: the relative rule compares
@@ -138,6 +143,9 @@ class JudgeConfig:
             problems.append(f"error_floor must be in (0, 1), got {self.error_floor}")
         if self.relative_factor <= 1:
             problems.append(f"relative_factor must be > 1, got {self.relative_factor}")
+        if self.severe_factor < self.relative_factor:
+            problems.append(f"severe_factor must be >= relative_factor, got {self.severe_factor} < "
+                            f"{self.relative_factor}")
         if self.latency_windows < 1:
             problems.append(f"latency_windows must be >= 1, got {self.latency_windows}")
         if problems:

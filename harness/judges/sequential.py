@@ -1,6 +1,6 @@
 """A canary judge that decides as soon as the evidence allows, with bounded error rates.
 
-Errors: two Wald SPRTs on the canary's 5xx, run on the cumulative counts at every check.
+Errors: Wald SPRTs on the canary's 5xx, run on the cumulative counts at every check.
 
 * Relative ("canary error rate > relative_factor x max(stable, floor) is bad"). Comparing with the
   stable's *observed* rate is a two-sample problem: plugging the stable's noisy estimate in as a
@@ -8,21 +8,34 @@ Errors: two Wald SPRTs on the canary's 5xx, run on the cumulative counts at ever
   conditions on error events instead. With the canary serving a share w of the requests and an error
   rate r times the stable's, each error comes from the canary with probability
   theta(r) = w r / (w r + 1 - w), whatever the stable's own rate is: the nuisance parameter drops
-  out, and H0: r = 1 (the canary is as good as the stable) vs H1: r = relative_factor is a plain
-  Bernoulli SPRT on "which revision did this error come from" (the Poisson-conditioning idea behind
-  Netflix's count tests, notes/anchors.md 1.5). Under H0 its likelihood ratio is a martingale, so
-  the false-rollback bound holds however often it is looked at. The floor enters as pseudo-errors:
-  the stable counts max(errors, floor x requests), i.e. its rate is read as max(stable, floor);
-  that only ever makes the canary look relatively better, so it cannot add false rollbacks.
+  out, and H0: r = 1 (the canary is as good as the stable) is a plain Bernoulli test on "which
+  revision did this error come from" (the Poisson-conditioning idea behind Netflix's count tests,
+  notes/anchors.md 1.5). The floor enters as pseudo-errors: the stable counts
+  max(errors, floor x requests), i.e. its rate is read as max(stable, floor); that only ever makes
+  the canary look relatively better, so it cannot add false rollbacks.
+
+  Two alternatives, because one SPRT is fast only at its own H1. The SPRT for H1: r =
+  relative_factor (2x, the dashboard rule) decides *promotion*: its statistic at or below ln B
+  means a 2x canary is promoted with probability at most B ~ beta, whatever else stops the test
+  (change of measure on the promoting paths). But as a rollback rule it is slow on a clearly bad
+  canary: at r = 5 its drift per error event is about two thirds of that of the SPRT built for
+  r = 5, and with the cost of conditioning it took 3-4x Wald's bound to roll a 5x canary back. So
+  *rollback* uses the equal mixture of the likelihood ratios for r = relative_factor and r =
+  severe_factor (5x): a nonnegative martingale with mean one under H0, hence (Ville's inequality)
+  P(it ever reaches A) <= 1/A = alpha / (1 - beta) however often it is looked at, and at r = 5 it
+  needs at most ln 2 nats more than the lone 5x SPRT. A canary between 2x and 5x is still rolled
+  back by the 2x component (ln 2 later than before).
 * Absolute ("error rate > error_threshold is bad whatever the stable does"): a one-sample SPRT with
   p1 = error_threshold and p0 = error_threshold / relative_factor (the same indifference ratio as the
   relative rule). It is what catches a canary as bad as a bad stable.
 
-Either SPRT crossing ln A = ln((1 - beta) / alpha) rolls back. Promotion needs both below
-ln B = ln(beta / (1 - alpha)) *at the same check* (an acceptance that later drifts back up does not
-count), plus min_requests canary requests and healthy latency. Each SPRT keeps its own false
-rollback rate at or under about alpha (Wald: 1/A = alpha / (1 - beta), less with overshoot); the two
-only add up when the canary sits on both null boundaries at once (stable at threshold/factor).
+The relative mixture or the absolute SPRT crossing ln A = ln((1 - beta) / alpha) rolls back.
+Promotion needs both the 2x relative SPRT and the absolute one below ln B = ln(beta / (1 - alpha))
+*at the same check* (an acceptance that later drifts back up does not count), plus min_requests
+canary requests and healthy latency. Each rollback statistic keeps its own false rollback rate at or
+under about alpha; the two only add up when the canary sits on both null boundaries at once (stable
+at threshold/factor). benchmarks/judge_time_to_decision.py and judge_error_rates.py measure both
+the times (beside Wald's bound for the same hypotheses) and the error rates.
 
 Latency: the reading carries a p99 per window, not counts of slow requests, so the rule is on
 windows: a window *qualifies* when the canary served at least min_window_requests in it (fewer and
@@ -54,7 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.judges.base import Decision, JudgeConfig, Reading, RevisionReading, Verdict
-from harness.judges.sprt import bernoulli_llr, canary_share, wald_log_bounds
+from harness.judges.sprt import bernoulli_llr, canary_share, log_mixture, relative_llr, wald_log_bounds
 
 __all__ = ["SequentialJudge", "clean_canary_requests_to_promote"]
 
@@ -96,7 +109,9 @@ class SequentialJudge:
     def reset(self) -> None:
         self._canary: tuple[float, float] | None = None
         self._stable: tuple[float, float] | None = None  # last stable counts seen (for reasons and details)
-        self._llr_rel = 0.0
+        self._llr_rel = 0.0  # relative SPRT, H1 r = relative_factor: decides promotion
+        self._llr_severe = 0.0  # relative SPRT, H1 r = severe_factor
+        self._llr_rollback = 0.0  # ln(mixture of the two): decides relative rollback
         self._llr_abs = 0.0
         self._streak = 0  # consecutive breaching qualifying windows
         self._recent: deque[bool] = deque(maxlen=self.config.latency_windows)  # qualifying windows: breached?
@@ -120,11 +135,12 @@ class SequentialJudge:
         # extrapolation noise, which per-window increments would accumulate.
         w = n_c / (n_c + n_s)
         if w <= 0 or w >= 1:
-            self._llr_rel = 0.0  # all traffic on one side: no comparison possible yet
+            self._llr_rel = self._llr_severe = self._llr_rollback = 0.0  # all traffic on one side: no comparison yet
             return
         e_s_eff = max(e_s, cfg.error_floor * n_s)
-        theta0, theta1 = w, canary_share(w, cfg.relative_factor)
-        self._llr_rel = e_c * math.log(theta1 / theta0) + e_s_eff * math.log((1 - theta1) / (1 - theta0))
+        self._llr_rel = relative_llr(e_c, e_s_eff, w, cfg.relative_factor)
+        self._llr_severe = relative_llr(e_c, e_s_eff, w, cfg.severe_factor)
+        self._llr_rollback = log_mixture(self._llr_rel, self._llr_severe)
 
     def _update_latency(self, canary: RevisionReading, stable: RevisionReading) -> str | None:
         cfg = self.config
@@ -149,14 +165,17 @@ class SequentialJudge:
     def _details(self) -> dict[str, Any]:
         cfg = self.config
         return {
-            "llr_relative": self._llr_rel, "llr_absolute": self._llr_abs,
+            "llr_relative": self._llr_rel, "llr_severe": self._llr_severe, "llr_rollback": self._llr_rollback,
+            "llr_absolute": self._llr_abs,
             "log_rollback_bound": self._log_a, "log_promote_bound": self._log_b,
             "canary_requests": self._canary[0] if self._canary else None,
             "canary_errors": self._canary[1] if self._canary else None,
             "stable_requests": self._stable[0] if self._stable else None,
             "stable_errors": self._stable[1] if self._stable else None,
             "latency_breach_streak": self._streak, "latency_recent_windows": list(self._recent),
-            "relative": f"H0 r=1 vs H1 r={cfg.relative_factor:g} (canary/max(stable, {cfg.error_floor:g}))",
+            "relative": (f"H0 r=1 vs H1 r={cfg.relative_factor:g} (promotion) and the mixture of H1 "
+                         f"r={cfg.relative_factor:g} and r={cfg.severe_factor:g} (rollback); "
+                         f"r = canary/max(stable, {cfg.error_floor:g})"),
             "absolute": f"H0 p={cfg.error_threshold / cfg.relative_factor:g} vs H1 p={cfg.error_threshold:g}",
         }
 
@@ -168,8 +187,10 @@ class SequentialJudge:
         return f"{e_c:.0f}/{n_c:.0f} canary vs {e_s:.0f}/{n_s:.0f} stable requests failed"
 
     def _evidence(self) -> str:
-        return (f"relative LLR {self._llr_rel:+.2f}, absolute LLR {self._llr_abs:+.2f} "
-                f"(rollback >= {self._log_a:.2f}, promote <= {self._log_b:.2f})")
+        cfg = self.config
+        return (f"relative LLR {self._llr_rel:+.2f} (H1 {cfg.relative_factor:g}x), rollback mixture "
+                f"{self._llr_rollback:+.2f} (H1 {cfg.relative_factor:g}x or {cfg.severe_factor:g}x), absolute LLR "
+                f"{self._llr_abs:+.2f} (rollback >= {self._log_a:.2f}, promote <= {self._log_b:.2f})")
 
     def observe(self, reading: Reading) -> Verdict:
         cfg = self.config
@@ -210,7 +231,7 @@ class SequentialJudge:
         self._update_errors(canary, stable)
         breach = self._update_latency(reading.canary, reading.stable)
 
-        if self._llr_rel >= self._log_a:
+        if self._llr_rollback >= self._log_a:
             return self._verdict(Decision.ROLLBACK, [
                 (f"canary error rate worse than {cfg.relative_factor:g} x max(stable, {cfg.error_floor:g}): "
                 f"{self._counts_line()}; {self._evidence()}")], reading.t_s)

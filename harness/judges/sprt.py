@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["asn_h0", "asn_h1", "bernoulli_llr", "canary_share", "kl_bernoulli", "wald_log_bounds"]
+__all__ = ["asn_h0", "asn_h1", "bernoulli_llr", "canary_share", "kl_bernoulli", "log_mixture", "relative_llr",
+           "wald_log_bounds"]
 
 
 def kl_bernoulli(a: float, b: float) -> float:
@@ -36,6 +37,23 @@ def canary_share(weight: float, ratio: float) -> float:
     requests and its error rate is `ratio` times the stable's (Poisson thinning: the share is
     w*r / (w*r + 1 - w), whatever the stable's own rate is)."""
     return weight * ratio / (weight * ratio + 1 - weight)
+
+
+def relative_llr(canary_errors: float, stable_errors: float, weight: float, ratio: float) -> float:
+    """ln L(ratio) / L(1) of the test conditioned on error events: each of the
+    canary_errors + stable_errors events came from the canary with probability
+    canary_share(weight, ratio) under the alternative and `weight` under H0 (canary as good as the
+    stable)."""
+    theta0, theta1 = weight, canary_share(weight, ratio)
+    return canary_errors * math.log(theta1 / theta0) + stable_errors * math.log((1 - theta1) / (1 - theta0))
+
+
+def log_mixture(*llrs: float) -> float:
+    """ln of the equal-weight mixture of likelihood ratios, ln(mean(exp(llr))), computed stably.
+    Each ratio is a nonnegative martingale with mean 1 under H0, so their mean is one too: by
+    Ville's inequality P(sup mixture >= A) <= 1/A, however often it is looked at."""
+    top = max(llrs)
+    return top + math.log(sum(math.exp(x - top) for x in llrs) / len(llrs))
 
 
 def asn_h1(p0: float, p1: float, alpha: float, beta: float) -> float:
