@@ -321,6 +321,16 @@ class ChaosControl:
         return {"statuses": statuses, "served_by": sorted(set(served_by)),
                 "ok": all(code == 200 for code in statuses)}
 
+    def op_storage_listing(self, name: str) -> dict[str, Any]:
+        """What the storage of ``name``'s serving (latest ready) revision holds, as the harness sees it."""
+        from harness.serving.storage import list_storage
+
+        assert self.profile.emulation is not None
+        revision = self.op_service_status(name)["latest_ready"]
+        uri = self.profile.emulation.revision(self.profile.namespace, name, revision).storage_uri
+        files = list_storage(uri, self.profile.client_env())
+        return {"revision": revision, "storage_uri": uri, "files": files, "has_mlmodel": "MLmodel" in files}
+
     def op_revision_logs(self, name: str, revision: str) -> dict[str, str]:
         return {k: v[-6000:] for k, v in self.profile.revision_logs(name, revision).items()}
 
@@ -330,6 +340,8 @@ class ChaosControl:
         assert self.profile.emulation is not None
         if name not in self._services and name != self.context.template["metadata"]["name"]:
             raise PermissionError(f"service {name!r} was not created by the harness; refusing to touch it")
+        if revision == "latest-ready":
+            revision = self.op_service_status(name)["latest_ready"]
         rev = self.profile.emulation.revision(self.profile.namespace, name, revision)
         alive = [r for r in rev.replicas if r.process is not None and r.alive()]
         if len(alive) < count:
@@ -341,7 +353,7 @@ class ChaosControl:
                 raise PermissionError(f"pid {pid} ({replica.name}) is not a process the harness started")
             replica.process.kill()  # type: ignore[union-attr]
             killed.append({"replica": replica.name, "pid": pid})
-        return {"killed": killed, "replicas_before": len(alive)}
+        return {"killed": killed, "revision": revision, "replicas_before": len(alive), "at": time.time()}
 
     def op_stop_component(self, component: str) -> dict[str, Any]:
         pid = self.profile.fault_stop_component(component)
@@ -410,6 +422,7 @@ class ChaosControl:
         return {"state": run.state, "error": run.error or "", "seconds": round(run.seconds, 1),
                 "started": started, "ended": time.time(),
                 "train_outputs": train.get("parameters", {}), "train_error": train.get("error") or "",
+                "train_started_at": train.get("started_at"), "train_ended_at": train.get("ended_at"),
                 "log_excerpt": _excerpt(run.log_path, _LOG_MARKERS),
                 "tasks": {k: v.get("state") for k, v in run.tasks.items()},
                 "params": params, "log_path": str(run.log_path)}

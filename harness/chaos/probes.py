@@ -14,6 +14,7 @@ __all__ = [
     "service_serves",
     "service_status",
     "stack_facts",
+    "storage_listing",
     "wait_for_failure",
     "wait_for_split",
 ]
@@ -42,7 +43,7 @@ def service_serves(name: str, seconds: float = 4, rate: float = 20, max_error_ra
 def load_error_rate_at_most(load_id: str, max_error_rate: float,
                             configuration: dict[str, Any] | None = None) -> dict[str, Any]:
     report = call(configuration, "finish_load", load_id=load_id)
-    report["within_threshold"] = bool(report["requests"]) and report["error_rate"] <= max_error_rate
+    report["within_threshold"] = bool(report["requests"]) and report["error_rate"] <= float(max_error_rate)
     return report
 
 
@@ -87,3 +88,8 @@ def wait_for_failure(name: str, deadline_s: float = 120, configuration: dict[str
 def wait_for_split(name: str, split: dict[str, int] | None = None, ready: bool = True, deadline_s: float = 60,
                    configuration: dict[str, Any] | None = None) -> dict[str, Any]:
     return call(configuration, "wait_for_split", name=name, split=split, ready=ready, deadline_s=deadline_s)
+
+
+def storage_listing(name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The objects under the storageUri of ``name``'s serving revision (is the model still there?)."""
+    return call(configuration, "storage_listing", name=name)

@@ -175,7 +175,8 @@ def collect_results(run_dir: "str | None", spec: dict, runner_status: "dict | No
                     entry["state"] = "SUCCEEDED" if executor_output is not None else "FAILED"
                 if probe:
                     entry.update(imports=probe.get("modules"), python=probe.get("python"),
-                                 seconds=probe.get("seconds"), error=probe.get("error"))
+                                 seconds=probe.get("seconds"), error=probe.get("error"),
+                                 started_at=probe.get("started_at"), ended_at=probe.get("ended_at"))
                 if executor_output is not None and entry["state"] == "SUCCEEDED":
                     entry["parameters"] = executor_output.get("parameterValues", {})
                     types = task_spec["outputs"]["artifacts"]

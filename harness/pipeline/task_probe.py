@@ -47,6 +47,7 @@ def _task_dir():
 
 def install():
     started = time.monotonic()
+    started_at = time.time()
     state = {"error": None, "traceback": None}
     previous_hook = sys.excepthook
 
@@ -70,6 +71,8 @@ def install():
             "python_version": sys.version.split()[0],
             "prefix": sys.prefix,
             "seconds": round(time.monotonic() - started, 3),
+            "started_at": started_at,
+            "ended_at": time.time(),
             "modules": modules,
             **state,
         }
