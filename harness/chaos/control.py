@@ -147,8 +147,12 @@ class ChaosControl:
         return operation(**kwargs)
 
     def close(self) -> list[str]:
-        """Undo every fault still in place, stop loads, delete the services experiments made."""
-        undone = self.op_restore_all()["undone"]
+        """Undo every fault still in place, stop loads, delete the services experiments made.
+        Idempotent: the fixture's teardown and the atexit fallback may both call it."""
+        try:
+            undone = self.op_restore_all()["undone"]
+        except ControlError:
+            undone = []  # the namespace below goes anyway; the stack's teardown stops the rest
         for handle in self._loads.values():
             handle.kill()
         self._loads.clear()
@@ -337,9 +341,9 @@ class ChaosControl:
     # ------------------------------------------------------------------ process faults
     def op_kill_replicas(self, name: str, revision: str, count: int = 1) -> dict[str, Any]:
         """SIGKILL ``count`` replicas of one revision of one of our services (a pod dying)."""
-        assert self.profile.emulation is not None
-        if name not in self._services and name != self.context.template["metadata"]["name"]:
+        if name not in self._services and name != (self.context.template.get("metadata") or {}).get("name"):
             raise PermissionError(f"service {name!r} was not created by the harness; refusing to touch it")
+        assert self.profile.emulation is not None
         if revision == "latest-ready":
             revision = self.op_service_status(name)["latest_ready"]
         rev = self.profile.emulation.revision(self.profile.namespace, name, revision)
@@ -378,7 +382,7 @@ class ChaosControl:
         netns.forward(port)
         rule = netns.block(port, mode)
         self._record("netns-cut", f"mlflow:{mode}", netns.unblock)
-        return {"namespace": netns.name, "rule": " ".join(rule), "rules": netns.rules()}
+        return {"namespace": netns.name, "host_link": netns.host_if, "rule": " ".join(rule), "rules": netns.rules()}
 
     def op_restore_pipeline_to_mlflow(self) -> dict[str, Any]:
         lifted = self._lift("netns-cut")
