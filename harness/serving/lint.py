@@ -48,7 +48,9 @@ def lint_isvc(manifest: dict[str, Any], storage_env: dict[str, str]) -> list[str
                 problems.append(f"cannot list storageUri {uri}: {type(exc).__name__}: {exc}")
             else:
                 if "MLmodel" not in files:
-                    nested = sorted(f for f in files if f.endswith("/MLmodel"))
+                    # MLflow's own "model" folder first: the one artifact_uri + "/model" names.
+                    nested = sorted((f for f in files if f.endswith("/MLmodel")),
+                                    key=lambda f: (f != "model/MLmodel", f.count("/"), f))
                     hint = (f"; it is one level down at {uri.rstrip('/')}/{nested[0].rsplit('/', 1)[0]} - "
                             'use the run\'s artifact_uri + "/model"' if nested else "")
                     problems.append(f"storageUri {uri} holds no MLmodel at its root "

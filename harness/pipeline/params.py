@@ -1,0 +1,35 @@
+"""The pipeline's arguments for a harness run: one place for the names every suite relies on."""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["EXPERIMENT", "ISVC_NAME", "MODEL_NAME", "pipeline_params", "trained_version"]
+
+MODEL_NAME = "recommendation-classifier"
+ISVC_NAME = "recommendation-classifier"
+EXPERIMENT = "seamcheck-conformance"
+
+
+def pipeline_params(profile: Any, data_path: str, **overrides: Any) -> dict[str, Any]:
+    params = {
+        **profile.default_pipeline_params(),
+        "data_path": data_path,
+        "mlflow_experiment": EXPERIMENT,
+        "model_name": MODEL_NAME,
+        "isvc_name": ISVC_NAME,
+        "canary_traffic_percent": 20,
+        "f1_threshold": 0.80,
+        "regression_delta": 0.02,
+        "production_alias": "production",
+    }
+    params.update(overrides)
+    return params
+
+
+def trained_version(run: Any) -> str:
+    """The registered model version a pipeline run's training task reports (its output parameter,
+    else its model artifact's metadata), as MLflow spells it ("3")."""
+    train = run.tasks["train-model"]
+    raw = (train["parameters"].get("model_version")
+           or train["artifacts"]["model_output"]["metadata"]["registered_model_version"])
+    return str(int(float(raw)))
