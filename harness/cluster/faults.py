@@ -14,8 +14,8 @@ engines that apply ipBlock to pod IPs. kind >= 0.24 enforces it.)
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException

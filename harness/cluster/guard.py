@@ -8,8 +8,8 @@ from the API every time (labels can change during a session).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -27,7 +27,7 @@ class ChaosGuard:
     cluster: str = "the cluster"
 
     @classmethod
-    def of(cls, api: k8s.ApiClient, namespaces: Iterable[str], cluster: str = "the cluster") -> "ChaosGuard":
+    def of(cls, api: k8s.ApiClient, namespaces: Iterable[str], cluster: str = "the cluster") -> ChaosGuard:
         return cls(api, frozenset(ns for ns in namespaces if ns), cluster)
 
     def check(self, namespace: str, action: str) -> None:

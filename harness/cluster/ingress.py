@@ -9,14 +9,15 @@ wildcard DNS (sslip.io) is needed on CI runners or SRE laptops.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
 from harness.ports import LOOPBACK
 
-__all__ = ["HostRoutingProxy", "PREFIX"]
+__all__ = ["PREFIX", "HostRoutingProxy"]
 
 PREFIX = "/_host/"
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -24,7 +25,7 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriz
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt: str, *args: Any) -> None:

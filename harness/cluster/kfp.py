@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import requests
 import yaml
@@ -31,10 +32,10 @@ from harness.cluster.errors import ClusterError, WaitTimeout
 
 __all__ = [
     "GPU_TOLERATION",
+    "TERMINAL_STATES",
     "KfpApi",
     "KfpError",
     "Submission",
-    "TERMINAL_STATES",
     "prepare_submission",
     "split_documents",
 ]

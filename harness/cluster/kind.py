@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from harness.cluster.commands import run_cmd
 from harness.cluster.errors import ClusterError

@@ -38,7 +38,7 @@ class PortForward:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.local_port}"
 
-    def start(self, registry: ProcessRegistry, *, deadline_s: float = 30.0) -> "PortForward":
+    def start(self, registry: ProcessRegistry, *, deadline_s: float = 30.0) -> PortForward:
         self.local_port = self.local_port or free_port()
         argv = self.kubectl.port_forward_argv(self.namespace, self.target, self.local_port, self.remote_port)
         name = f"port-forward {self.namespace}/{self.target}:{self.remote_port}"

@@ -17,9 +17,10 @@ import signal
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlparse
 
 import boto3
@@ -271,7 +272,7 @@ class ClusterProfile(Profile):
     def stage_data(self, data_path: str, run_name: str) -> str:
         """A local file or folder of parquet is copied to the in-cluster MinIO (tasks cannot read
         this machine's disk); returns the s3:// URI the tasks read. Other URIs are kept."""
-        local = Path(data_path[len("file://"):] if data_path.startswith("file://") else data_path)
+        local = Path(data_path.removeprefix("file://"))
         if "://" in data_path and not data_path.startswith("file://"):
             return data_path
         if not local.exists():

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jinja2
 import yaml

@@ -12,8 +12,8 @@ prometheus, minio, mc (image tags of the harness's own services).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from harness.cluster.errors import ClusterError
 from harness.matrix import Row

@@ -13,8 +13,9 @@ local folder, so `path` is a local file or folder as on the local profile.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import yaml
 from kubernetes import client as k8s

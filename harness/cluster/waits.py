@@ -3,7 +3,8 @@ what it saw last (the objects' own conditions), so a stuck install names the stu
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import requests
 from kubernetes import client as k8s

@@ -1,7 +1,7 @@
 """Profiles: how the stack is stood up (local processes, kind, kind-gpu, an existing cluster)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from harness.config import StackConfig
 from harness.matrix import Row

@@ -14,8 +14,9 @@ records the node the training pod ran on and that it offers a real (device-plugi
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config

@@ -13,7 +13,8 @@ accelerator request is dropped from the submitted copy (the compiled YAML keeps 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from kubernetes import client as k8s
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["CheckRecord", "CheckRecorder"]
 

@@ -5,7 +5,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ __all__ = ["RunReport", "new_run_id"]
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 @dataclass
@@ -35,7 +35,7 @@ class RunReport:
     matrix_cells: list[Any] = field(default_factory=list)
     matrix: dict[str, Any] = field(default_factory=dict)
     started_monotonic: float = field(default_factory=time.monotonic)
-    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def add_artifact(self, name: str, content: str | bytes) -> Path:
         path = self.directory / name

@@ -30,11 +30,11 @@ def _status(code: int, reason: str, message: str) -> dict:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt: str, *args: Any) -> None:  # into the api log, not stderr
-        self.server.log.write(("%s %s\n" % (self.address_string(), fmt % args)))
+        self.server.log.write("%s %s\n" % (self.address_string(), fmt % args))
         self.server.log.flush()
 
     def _send(self, code: int, body: Any) -> None:

@@ -6,7 +6,7 @@ were waiting for when they give up (with the object's last conditions).
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException

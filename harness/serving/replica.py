@@ -17,7 +17,7 @@ from harness.ports import LOOPBACK, free_port
 from harness.procs import ManagedProcess, ProcessRegistry
 from harness.serving.storage_initializer import DownloadResult, download_model
 
-__all__ = ["Replica", "TERMINATION_MESSAGE_BYTES"]
+__all__ = ["TERMINATION_MESSAGE_BYTES", "Replica"]
 
 #: Kubernetes' FallbackToLogsOnError: the last 2048 bytes or 80 lines of the log, whichever is
 #: smaller, and only when the container exited with an error (non-zero).

@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import requests
 
-__all__ = ["V2Error", "infer", "v2_request", "v2_outputs"]
+__all__ = ["V2Error", "infer", "v2_outputs", "v2_request"]
 
 _DATATYPES = {"float64": "FP64", "float32": "FP32", "int64": "INT64", "int32": "INT32", "bool": "BOOL",
               "object": "BYTES"}
