@@ -36,3 +36,33 @@ def run_inner(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--reports-dir", str(tmp_path / "reports"),
          str(tmp_path / "test_inner.py"), *args],
         cwd=tmp_path, env=env or inner_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def interrupt_inner(tmp_path: Path, env: dict[str, str], ready_file: Path, sig: int,
+                    *, deadline_s: float = 240) -> tuple[int, str]:
+    """Start the inner session, wait until it writes ``ready_file``, send ``sig`` (as Ctrl-C or a
+    CI cancel would), and return its exit status and output. Never leaves it running."""
+    import os
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--reports-dir", str(tmp_path / "r"),
+         str(tmp_path / "test_inner.py")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while not ready_file.exists():
+            if proc.poll() is not None:
+                raise AssertionError(f"the inner session ended before {ready_file.name} appeared:\n"
+                                     f"{proc.communicate(timeout=10)[0][-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the inner session did not write {ready_file.name} within {deadline_s:.0f}s")
+            time.sleep(0.5)
+        time.sleep(1)
+        os.kill(proc.pid, sig)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    return proc.returncode, output

@@ -7,18 +7,15 @@ pipeline's path to MLflow and then passes, fails, or hangs until it gets SIGINT.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.faults.network import netns_available
-from tests.inner import inner_env, run_inner, write_test
+from tests.inner import inner_env, interrupt_inner, run_inner, write_test
 from tests.test_teardown import _wait_gone
 
 pytestmark = pytest.mark.stack
@@ -79,21 +76,8 @@ def test_chaos_leaves_nothing(tmp_path: Path, ending: str) -> None:
         assert result.returncode == (0 if ending == "passes" else 1), result.stdout[-3000:] + result.stderr[-2000:]
         output = result.stdout
     else:
-        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--reports-dir",
-                                 str(tmp_path / "r"), str(tmp_path / "test_inner.py")],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            deadline = time.monotonic() + 240
-            while not record.exists():
-                assert proc.poll() is None, proc.communicate(timeout=10)[0][-3000:]
-                assert time.monotonic() < deadline, "the inner session never put its fault in place"
-                time.sleep(0.5)
-            os.kill(proc.pid, signal.SIGINT)
-            output, _ = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate(timeout=30)
+        returncode, output = interrupt_inner(tmp_path, env, record, signal.SIGINT)
+        assert returncode in (pytest.ExitCode.INTERRUPTED, 1, 2), output[-3000:]
     cut = json.loads(record.read_text())
     assert "-j DROP" in cut["rule"], cut  # the fault really was in place
     assert _netns_leftovers(cut) == [], output[-3000:]

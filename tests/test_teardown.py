@@ -4,10 +4,7 @@ profile, then looks for its processes, its listening ports and its state folder.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.inner import inner_env, run_inner, write_test
+from tests.inner import inner_env, interrupt_inner, run_inner, write_test
 
 pytestmark = pytest.mark.stack
 
@@ -77,25 +74,9 @@ def test_nothing_left_after_session_ends(tmp_path: Path, body, expected_rc: int)
 def test_nothing_left_after_interrupt(tmp_path: Path, sig: signal.Signals) -> None:
     write_test(tmp_path, HANGS)
     manifest_path = tmp_path / "stack.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--reports-dir", str(tmp_path / "r"),
-         str(tmp_path / "test_inner.py")],
-        cwd=tmp_path, env=inner_env({"SEAMCHECK_STACK_MANIFEST": str(manifest_path)}),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not manifest_path.exists():
-            assert proc.poll() is None, proc.communicate(timeout=10)[0][-3000:]
-            assert time.monotonic() < deadline, "the inner session never brought its stack up"
-            time.sleep(0.5)
-        time.sleep(1)
-        manifest = json.loads(manifest_path.read_text())
-        assert all(psutil.pid_exists(pid) for pid in manifest["pids"])
-        os.kill(proc.pid, sig)
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
-    assert proc.returncode in (pytest.ExitCode.INTERRUPTED, 1, 2), output[-3000:]
+    returncode, output = interrupt_inner(tmp_path, inner_env({"SEAMCHECK_STACK_MANIFEST": str(manifest_path)}),
+                                         manifest_path, sig)
+    manifest = json.loads(manifest_path.read_text())
+    assert len(manifest["pids"]) >= 4, manifest  # the stack was up when the signal came
+    assert returncode in (pytest.ExitCode.INTERRUPTED, 1, 2), output[-3000:]
     assert _wait_gone(manifest) == [], output[-3000:]

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXPERIMENTS_DIR", "Journal", "experiment_files", "run_experiment_file"]
+__all__ = ["EXPERIMENTS_DIR", "Journal", "experiment_files", "run_experiment_file", "run_scenario"]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "chaos"
 
@@ -57,4 +57,16 @@ def run_experiment_file(path: Path, *, variables: dict[str, Any] | None = None,
     if journal.get("status") == "interrupted":
         # chaoslib swallows Ctrl-C (after its rollbacks); the suite must still stop.
         raise KeyboardInterrupt(f"experiment {path.name} was interrupted")
+    return journal
+
+
+def run_scenario(name: str, journal_dir: Path, *, variables: dict[str, Any] | None = None,
+                 journal_name: str | None = None) -> Journal:
+    """Run scenarios/chaos/<name>.json, keep its journal, and require that it completed with its
+    steady state held (what every scenario test needs before it looks at the evidence)."""
+    journal = run_experiment_file(EXPERIMENTS_DIR / f"{name}.json", variables=variables,
+                                  journal_path=journal_dir / f"{journal_name or name}.json")
+    if journal.get("status") != "completed" or journal.get("deviated"):
+        raise AssertionError(f"experiment {name}: status {journal.get('status')}, deviated "
+                             f"{journal.get('deviated')}: {journal.failures()}")
     return journal

@@ -50,6 +50,28 @@ LOCAL_TRAINING_PARAMS = {"n_estimators": 50, "max_depth": 3, "learning_rate": 0.
 _IF = getattr(dsl, "If", None) or dsl.Condition
 
 
+def _training_steps(c, data_path, mlflow_tracking_uri, mlflow_experiment, model_name, n_estimators, max_depth,
+                    learning_rate, **train_options):
+    """validate -> preprocess -> train, inside a pipeline function (both pipelines share them)."""
+    validate_task = c.validate_data(data_path=data_path)
+    preprocess_task = c.preprocess_data(raw_data=validate_task.outputs["validated_data"])
+    train_task = c.train_model(
+        training_data=preprocess_task.outputs["processed_data"],
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment_name=mlflow_experiment,
+        model_name=model_name,
+        n_estimators=n_estimators,
+        max_depth=max_depth,
+        learning_rate=learning_rate,
+        **train_options,
+    )
+    # The seed's resource request for training (a GPU node). Local runs ignore it; the
+    # compiled YAML must carry it (tests/test_pipeline.py checks).
+    train_task.set_cpu_limit("4").set_memory_limit("16Gi")
+    train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+    return train_task
+
+
 def build_pipeline(packages: "list[str] | None"):
     """Returns the pipeline function (a kfp GraphComponent) for cluster pins or local (None)."""
     c = make_components(packages)
@@ -73,23 +95,8 @@ def build_pipeline(packages: "list[str] | None"):
         max_depth: int = LOCAL_TRAINING_PARAMS["max_depth"],
         learning_rate: float = LOCAL_TRAINING_PARAMS["learning_rate"],
     ):
-        validate_task = c.validate_data(data_path=data_path)
-
-        preprocess_task = c.preprocess_data(raw_data=validate_task.outputs["validated_data"])
-
-        train_task = c.train_model(
-            training_data=preprocess_task.outputs["processed_data"],
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            mlflow_experiment_name=mlflow_experiment,
-            model_name=model_name,
-            n_estimators=n_estimators,
-            max_depth=max_depth,
-            learning_rate=learning_rate,
-        )
-        # The seed's resource request for training (a GPU node). Local runs ignore it; the
-        # compiled YAML must carry it (tests/test_pipeline.py checks).
-        train_task.set_cpu_limit("4").set_memory_limit("16Gi")
-        train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+        train_task = _training_steps(c, data_path, mlflow_tracking_uri, mlflow_experiment, model_name,
+                                     n_estimators, max_depth, learning_rate)
 
         gate_task = c.quality_gate(
             metrics=train_task.outputs["metrics_output"],
@@ -129,17 +136,7 @@ def build_training_pipeline(packages: "list[str] | None"):
         max_depth: int = LOCAL_TRAINING_PARAMS["max_depth"],
         learning_rate: float = LOCAL_TRAINING_PARAMS["learning_rate"],
     ):
-        validate_task = c.validate_data(data_path=data_path)
-        preprocess_task = c.preprocess_data(raw_data=validate_task.outputs["validated_data"])
-        c.train_model(
-            training_data=preprocess_task.outputs["processed_data"],
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            mlflow_experiment_name=mlflow_experiment,
-            model_name=model_name,
-            n_estimators=n_estimators,
-            max_depth=max_depth,
-            learning_rate=learning_rate,
-            mlflow_failure_policy=mlflow_failure_policy,
-        )
+        _training_steps(c, data_path, mlflow_tracking_uri, mlflow_experiment, model_name,
+                        n_estimators, max_depth, learning_rate, mlflow_failure_policy=mlflow_failure_policy)
 
     return recommendation_training_only

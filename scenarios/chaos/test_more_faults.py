@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from harness.chaos.runner import EXPERIMENTS_DIR, run_experiment_file
+from fixtures.chaos import mlflow_runs_and_versions
+from harness.chaos.runner import run_scenario
 from harness.load import read_events
 from harness.traffic.haproxy import revision_of
 
@@ -15,9 +15,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.stack]
 
 
 def test_one_of_two_stable_replicas_killed(chaos_control, journal_dir, seam) -> None:
-    journal = run_experiment_file(EXPERIMENTS_DIR / "stable-replica-killed.json",
-                                  journal_path=journal_dir / "stable-replica-killed.json")
-    assert journal["status"] == "completed" and not journal["deviated"], journal.failures()
+    journal = run_scenario("stable-replica-killed", journal_dir)
     killed = journal.output("kill-one-replica")
     load = journal.output("load-under-kill")
     _meta, events, _end = read_events(Path(load["events"]))
@@ -39,16 +37,12 @@ def test_one_of_two_stable_replicas_killed(chaos_control, journal_dir, seam) -> 
 
 
 def test_mlflow_down_in_the_middle_of_a_pipeline_run(chaos_control, journal_dir, seam) -> None:
-    journal = run_experiment_file(EXPERIMENTS_DIR / "mlflow-down-mid-run.json",
-                                  journal_path=journal_dir / "mlflow-down-mid-run.json")
-    assert journal["status"] == "completed" and not journal["deviated"], journal.failures()
+    journal = run_scenario("mlflow-down-mid-run", journal_dir)
     stopped = journal.output("stop-mlflow")
     restored = journal.output("restore-mlflow")
     run = journal.output("pipeline-run-during-outage")
-    client = MlflowClient(tracking_uri=chaos_control.profile.tracking_uri)
-    exp = client.get_experiment_by_name(run["params"]["mlflow_experiment"])
-    runs = client.search_runs([exp.experiment_id]) if exp else []
-    versions = client.search_model_versions(f"name='{run['params']['model_name']}'")
+    runs, versions = mlflow_runs_and_versions(chaos_control.profile.tracking_uri, run["params"]["mlflow_experiment"],
+                                              run["params"]["model_name"])
     with seam.check("mlflow-outage-mid-run", "MLflow down while the pipeline runs: the training task's client "
                                              "retries through the outage; green, one run, one version") as ev:
         ev.update(outage_s=round(restored["at"] - stopped["at"], 1), run_started=run["started"],
@@ -64,9 +58,7 @@ def test_mlflow_down_in_the_middle_of_a_pipeline_run(chaos_control, journal_dir,
 
 
 def test_artifact_store_down_at_deploy(chaos_control, journal_dir, seam) -> None:
-    journal = run_experiment_file(EXPERIMENTS_DIR / "artifact-store-down-at-deploy.json",
-                                  journal_path=journal_dir / "artifact-store-down-at-deploy.json")
-    assert journal["status"] == "completed" and not journal["deviated"], journal.failures()
+    journal = run_scenario("artifact-store-down-at-deploy", journal_dir)
     lint = journal.activity("deploy-through-lint")
     failed = journal.output("new-revision-status")
     load = journal.output("load-during-outage")

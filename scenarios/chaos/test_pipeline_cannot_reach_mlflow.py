@@ -4,14 +4,13 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from harness.chaos.runner import EXPERIMENTS_DIR, run_experiment_file
+from fixtures.chaos import mlflow_runs_and_versions
+from harness.chaos.runner import run_scenario
 from harness.faults.network import netns_available
 
 pytestmark = [pytest.mark.chaos, pytest.mark.stack]
 
-EXPERIMENT = EXPERIMENTS_DIR / "pipeline-cannot-reach-mlflow.json"
 
 
 @pytest.mark.parametrize("mode", ["REJECT", "DROP"])
@@ -19,9 +18,8 @@ def test_pipeline_cannot_reach_mlflow(chaos_control, journal_dir, mode: str, sea
     reason = netns_available()
     if reason:
         pytest.skip(reason)
-    journal = run_experiment_file(EXPERIMENT, variables={"cut_mode": mode},
-                                  journal_path=journal_dir / f"pipeline-cannot-reach-mlflow-{mode}.json")
-    assert journal["status"] == "completed" and not journal["deviated"], journal.failures()
+    journal = run_scenario("pipeline-cannot-reach-mlflow", journal_dir, variables={"cut_mode": mode},
+                           journal_name=f"pipeline-cannot-reach-mlflow-{mode}")
 
     cut = journal.output("cut-pipeline-path-to-mlflow")
     assert f"-j {mode}" in cut["rule"] and any(f"-j {mode}" in r for r in cut["rules"]), cut
@@ -46,12 +44,10 @@ def test_pipeline_cannot_reach_mlflow(chaos_control, journal_dir, mode: str, sea
     retry = journal.output("retry-after-lift")
     assert journal.output("lift-the-cut")["rules"] == [], "the rule is still there after the lift"
     # Independent evidence: the harness's own MLflow client, not the experiment's probes.
-    client = MlflowClient(tracking_uri=chaos_control.profile.tracking_uri)
     with seam.check(f"netns-{mode.lower()}-retry-after-lift",
                     "after the fault is lifted a retry succeeds; exactly one run and one model version") as ev:
-        exp = client.get_experiment_by_name(retry["params"]["mlflow_experiment"])
-        runs = client.search_runs([exp.experiment_id]) if exp else []
-        versions = client.search_model_versions(f"name='{retry['params']['model_name']}'")
+        runs, versions = mlflow_runs_and_versions(chaos_control.profile.tracking_uri,
+                                                  retry["params"]["mlflow_experiment"], retry["params"]["model_name"])
         ev.update(state=retry["state"], runs=[r.info.run_id for r in runs], versions=[v.version for v in versions],
                   train=retry["train_outputs"])
         assert retry["state"] == "SUCCEEDED", retry["error"]
