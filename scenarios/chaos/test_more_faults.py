@@ -36,6 +36,7 @@ def test_one_of_two_stable_replicas_killed(chaos_control, journal_dir, seam) -> 
         assert sum(r.restarts for r in rev.replicas) >= 1, "the killed replica was not restarted"
 
 
+@pytest.mark.slow  # a pipeline run plus MLflow's restart: about 2 minutes; nightly
 def test_mlflow_down_in_the_middle_of_a_pipeline_run(chaos_control, journal_dir, seam) -> None:
     journal = run_scenario("mlflow-down-mid-run", journal_dir)
     stopped = journal.output("stop-mlflow")
@@ -57,6 +58,7 @@ def test_mlflow_down_in_the_middle_of_a_pipeline_run(chaos_control, journal_dir,
         assert len(runs) == 1 and len(versions) == 1, (len(runs), len(versions))
 
 
+@pytest.mark.slow  # about 2 minutes; nightly
 def test_artifact_store_down_at_deploy(chaos_control, journal_dir, seam) -> None:
     journal = run_scenario("artifact-store-down-at-deploy", journal_dir)
     lint = journal.activity("deploy-through-lint")
