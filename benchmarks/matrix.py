@@ -2,6 +2,7 @@
 (a fresh, empty environment cache: every role environment is built) and warm (the same cache again).
 
     .venv/bin/python benchmarks/matrix.py [--scope all|default|both] [--skip-cold] [--empty-uv-cache]
+                                          [--table-out matrix.md]
 
 Cold uses a new --env-cache folder; uv's own package cache is kept unless --empty-uv-cache (then
 packages are downloaded again, as on a fresh machine). Each run is the user's command, as a
@@ -36,7 +37,8 @@ def run(scope: str, cache: Path, reports: Path, env: dict[str, str]) -> dict:
     passed = re.search(r"(\d+) passed", tail)
     summaries = sorted(reports.glob("*/matrix.json"), key=lambda p: p.stat().st_mtime)
     gate = json.loads(summaries[-1].read_text())["gate"] if summaries else {}
-    return {"seconds": seconds, "exit": proc.returncode, "passed": int(passed.group(1)) if passed else 0,
+    table = summaries[-1].with_name("matrix.md").read_text() if summaries else ""
+    return {"table": table, "seconds": seconds, "exit": proc.returncode, "passed": int(passed.group(1)) if passed else 0,
             "tail": tail, "not_accepted": len(gate.get("failures", []))}
 
 
@@ -45,6 +47,7 @@ def main() -> int:
     parser.add_argument("--scope", choices=("all", "default", "both"), default="both")
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--empty-uv-cache", action="store_true")
+    parser.add_argument("--table-out", type=Path, help="copy the last run's matrix.md here")
     args = parser.parse_args()
     scopes = ("all", "default") if args.scope == "both" else (args.scope,)
     lines = []
@@ -63,6 +66,8 @@ def main() -> int:
             for kind in kinds:
                 result = run(scope, cache, Path(tmp) / f"reports-{scope}-{kind}", env)
                 lines.append((scope, kind, result))
+                if args.table_out and result["table"]:
+                    args.table_out.write_text(result["table"])
                 command = "-m matrix" if scope == "all" else '-m "matrix and not slow"'
                 print(f"pytest {command} ({scope} rows, {kind}): "
                       f"{result['seconds']:.0f} s, exit {result['exit']}, {result['passed']} passed, "
