@@ -8,13 +8,16 @@ from harness.chaos.client import call
 
 __all__ = [
     "cut_pipeline_to_mlflow",
+    "delete_service",
     "deploy_service",
     "finish_load",
     "kill_replicas",
     "restore_all",
     "restore_component",
     "restore_pipeline_to_mlflow",
+    "roll_back",
     "run_pipeline",
+    "scale_to_zero_after",
     "set_canary",
     "start_load",
     "stop_component",
@@ -74,3 +77,19 @@ def start_load(service: str, seconds: float, rate: float = 30.0, users: int = 6,
 
 def finish_load(load_id: str, stop: bool = False, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
     return call(configuration, "finish_load", load_id=load_id, stop=stop)
+
+
+def scale_to_zero_after(seconds: float | None = None, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Shorten the emulation's scale-to-zero grace period (None puts the original back)."""
+    return call(configuration, "scale_to_zero_after", seconds=seconds)
+
+
+def roll_back(name: str, by: str = "traffic", deadline_s: float = 180,
+              configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Roll back to the previous rolled-out revision: by "traffic" (canaryTrafficPercent 0) or by
+    "storage-uri" (a new revision serving the previous revision's storageUri)."""
+    return call(configuration, "roll_back", name=name, by=by, deadline_s=deadline_s)
+
+
+def delete_service(name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    return call(configuration, "delete_service", name=name)

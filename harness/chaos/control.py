@@ -487,3 +487,122 @@ class ChaosControl:
                 "failures_5xx": total.failures_5xx, "statuses": {str(k): v for k, v in total.statuses.items()},
                 "per_revision": per_revision, "events": str(handle.events_path),
                 "error_rate": round(result.failures / result.requests, 5) if result.requests else None}
+
+    # ------------------------------------------------------------------ rollback to a scaled-to-zero revision
+    def op_scale_to_zero_after(self, seconds: float | None = None) -> dict[str, Any]:
+        """Shorten the emulation's scale-to-zero grace period (EmulationConfig.scale_to_zero_after_s,
+        30 s by default; Knative's stable window + grace period on a cluster) so that a chaos
+        scenario sees an unreferenced revision scaled to zero within seconds. Written down like a
+        fault: ``seconds=None`` (or the control's close) puts the original value back."""
+        assert self.profile.emulation is not None, "the local profile's emulation is not running"
+        config = self.profile.emulation.config
+        if seconds is None:
+            lifted = self._lift("emulation-setting", "scale_to_zero_after_s")
+            return {"scale_to_zero_after_s": config.scale_to_zero_after_s, "restored": bool(lifted)}
+        with self._lock:
+            recorded = any(f.kind == "emulation-setting" and f.target == "scale_to_zero_after_s"
+                           for f in self._faults)
+        if not recorded:
+            original = config.scale_to_zero_after_s
+
+            def undo() -> None:
+                config.scale_to_zero_after_s = original
+            self._record("emulation-setting", "scale_to_zero_after_s", undo)
+        config.scale_to_zero_after_s = float(seconds)
+        return {"scale_to_zero_after_s": config.scale_to_zero_after_s, "restored": False}
+
+    def _revision_named(self, name: str, revision: str) -> str:
+        status = self.op_service_status(name)
+        aliases = {"previous-rolled-out": status["previous_rolled_out"], "rolled-out": status["rolled_out"],
+                   "latest-ready": status["latest_ready"]}
+        resolved = aliases.get(revision, revision)
+        if not resolved:
+            raise ControlError(f"{name} has no {revision} revision (status: {status['summary']})")
+        return resolved
+
+    def _service_events(self, name: str) -> list[dict[str, Any]]:
+        assert self.profile.emulation is not None
+        return [e for e in self.profile.emulation.events()
+                if e["namespace"] == self.profile.namespace and e["name"] == name]
+
+    def op_wait_scaled_to_zero(self, name: str, revision: str = "previous-rolled-out",
+                               deadline_s: float = 60) -> dict[str, Any]:
+        """Wait until ``revision`` of ``name`` (or previous-rolled-out / rolled-out / latest-ready)
+        has no replica left: Knative scaled it to zero."""
+        assert self.profile.emulation is not None
+        resolved = self._revision_named(name, revision)
+        rev = self.profile.emulation.revision(self.profile.namespace, name, resolved)
+        start = time.monotonic()
+        while not (rev.scaled_to_zero and not rev.replicas):
+            if time.monotonic() - start > deadline_s:
+                raise ControlError(f"{resolved} of {name} still has {len(rev.replicas)} replica(s) after "
+                                   f"{deadline_s:.0f}s (waiting for it to be scaled to zero)")
+            time.sleep(0.25)
+        return {"revision": resolved, "waited_s": round(time.monotonic() - start, 1), "at": time.time(),
+                "events": [e for e in self._service_events(name)
+                           if e["reason"] == "ScaleToZero" and e["message"] == resolved]}
+
+    def op_roll_back(self, name: str, by: str = "traffic", deadline_s: float = 180) -> dict[str, Any]:
+        """Roll ``name`` back to its previous rolled-out revision, ``by``:
+        traffic: canaryTrafficPercent 0 (KServe routes 100% to previousRolledoutRevision);
+        storage-uri: a new revision whose storageUri is the previous revision's (the previous
+        stable model, read from that revision's template as `kubectl get revision` shows it),
+        waited for until it is Ready."""
+        assert self.profile.emulation is not None
+        before = self.op_service_status(name)
+        previous = self._revision_named(name, "previous-rolled-out")
+        client = self.profile.isvc
+        at = time.time()
+        if by == "traffic":
+            obj = client.patch(name, {"spec": {"predictor": {"canaryTrafficPercent": 0}}})
+            storage_uri = self.profile.emulation.revision(self.profile.namespace, name, previous).storage_uri
+        elif by == "storage-uri":
+            storage_uri = self.profile.emulation.revision(self.profile.namespace, name, previous).storage_uri
+            obj = client.patch(name, {"spec": {"predictor": {"canaryTrafficPercent": None,
+                                                             "model": {"storageUri": storage_uri}}}})
+            obj = client.wait_ready(name, deadline_s=deadline_s, generation=obj["metadata"].get("generation"))
+        else:
+            raise ValueError(f"by={by!r}: use traffic or storage-uri")
+        return {"by": by, "from_revision": before["rolled_out"], "previous_revision": previous,
+                "storage_uri": storage_uri, "at": at, "patched_s": round(time.time() - at, 1),
+                **self._status(obj)}
+
+    def op_wait_rollback_settled(self, name: str, deadline_s: float = 90) -> dict[str, Any]:
+        """Wait until a rollback has settled one way or the other: all traffic on the rolled-out
+        revision and a ready pod of it serving, or the route reporting a revision with no ready
+        pods. The status, the pods ready per revision and the service's emulation events."""
+        assert self.profile.emulation is not None
+        emulation, namespace = self.profile.emulation, self.profile.namespace
+
+        def ready_pods() -> dict[str, int]:
+            return {r.name: len(r.ready_replicas()) for r in emulation.revisions(namespace, name)}
+
+        def settled(obj: dict) -> bool:
+            status = self._status(obj)
+            if (obj.get("status") or {}).get("observedGeneration") != obj["metadata"].get("generation"):
+                return False
+            route = status["conditions"].get("PredictorRouteReady", {})
+            if route.get("status") == "False" and "has no ready pods" in route.get("message", ""):
+                return True
+            routed = {rev for rev, pct in status["split"].items() if pct > 0}
+            pods = ready_pods()
+            return status["ready"] and routed == {status["rolled_out"]} and all(pods.get(r) for r in routed)
+
+        start = time.monotonic()
+        obj = self.profile.isvc.wait_for(name, settled, what="the rollback to settle (all traffic on a ready "
+                                         "rolled-out revision, or a route with no ready pods)",
+                                         deadline_s=deadline_s)
+        status = self._status(obj)
+        route = status["conditions"].get("PredictorRouteReady", {})
+        outcome = "no-ready-pods" if route.get("status") == "False" else "serving"
+        return {**status, "outcome": outcome, "route_message": route.get("message", ""),
+                "ready_pods": ready_pods(), "waited_s": round(time.monotonic() - start, 1), "at": time.time(),
+                "events": self._service_events(name)}
+
+    def op_delete_service(self, name: str) -> dict[str, Any]:
+        """Delete one of the services the experiments made (frees its replicas)."""
+        if name not in self._services:
+            raise PermissionError(f"service {name!r} was not created by the chaos control; refusing to delete it")
+        self.profile.isvc.delete(name)
+        self._services.discard(name)
+        return {"deleted": name, "at": time.time()}

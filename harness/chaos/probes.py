@@ -17,6 +17,8 @@ __all__ = [
     "storage_listing",
     "wait_for_failure",
     "wait_for_split",
+    "wait_rollback_settled",
+    "wait_scaled_to_zero",
 ]
 
 
@@ -93,3 +95,16 @@ def wait_for_split(name: str, split: dict[str, int] | None = None, ready: bool =
 def storage_listing(name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
     """The objects under the storageUri of ``name``'s serving revision (is the model still there?)."""
     return call(configuration, "storage_listing", name=name)
+
+
+def wait_scaled_to_zero(name: str, revision: str = "previous-rolled-out", deadline_s: float = 60,
+                        configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Wait until a revision of ``name`` has no replica left (scaled to zero)."""
+    return call(configuration, "wait_scaled_to_zero", name=name, revision=revision, deadline_s=deadline_s)
+
+
+def wait_rollback_settled(name: str, deadline_s: float = 90,
+                          configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Wait until a rollback serves from a ready rolled-out revision or the route says a revision
+    has no ready pods; the outcome, the status, ready pods per revision and the emulation's events."""
+    return call(configuration, "wait_rollback_settled", name=name, deadline_s=deadline_s)

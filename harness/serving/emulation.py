@@ -19,7 +19,18 @@ Knative and Kubernetes cannot run here). It follows KServe 0.14's documented and
     (PredictorReady and IngressReady);
   * a replica that dies after it was ready is restarted with back-off, as its Deployment would;
   * `minReplicas: 0`: a revision with no traffic is scaled to zero after a grace period, and
-    traffic sent to it again starts it cold.
+    traffic sent to it again starts it cold;
+  * cold starts (scale-from-zero) are bounded by the revision's readiness budget: the model
+    container's readinessProbe initialDelaySeconds + periodSeconds x failureThreshold (none
+    without a probe: Knative's progress deadline then). Replicas not ready within it are stopped,
+    the revision stays scaled to zero (event ColdStartTimedOut) until traffic stops naming it, and
+    the route reports `Revision "<name>" has no ready pods`. This is the emulation's model of a
+    cold start that outlasts the readiness timeout; on a cluster the pods would be restarted by
+    their probes. The first deployment of a revision keeps the progress deadline (600 s), so a
+    slow model deploys fine the first time;
+  * while a routed revision cold-starts, its share of the traffic goes to an activator (see
+    activator.py), as Knative's activator takes it: requests are held until a replica is ready
+    and then forwarded, or answered 503 when the cold start is abandoned.
 What it does not do is listed in the README ("Where the local KServe emulation differs").
 """
 from __future__ import annotations
@@ -33,19 +44,22 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.envs import RoleEnv
+from harness.ports import LOOPBACK
 from harness.procs import ProcessRegistry
+from harness.services.prometheus import PrometheusServer, ScrapeTarget
+from harness.serving.activator import Activator
 from harness.serving.patch import PatchError, json_patch, merge_patch
 from harness.serving.replica import Replica
-from harness.services.prometheus import PrometheusServer, ScrapeTarget
-from harness.traffic.haproxy import HAProxyRouter, weight_for
+from harness.traffic.haproxy import SERVED_BY_HEADER, HAProxyRouter, weight_for
 
-__all__ = ["EmulationConfig", "InvalidObject", "KServeEmulation", "Conflict", "NotFound", "AlreadyExists"]
+__all__ = ["AlreadyExists", "Conflict", "EmulationConfig", "InvalidObject", "KServeEmulation", "NotFound"]
 
 GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -88,7 +102,7 @@ class EmulationConfig:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _template_of(spec: dict) -> dict:
@@ -121,6 +135,8 @@ class Revision:
     ready_seconds: float | None = None  # creation -> Ready: storage initializer + model load
     last_traffic_at: float = field(default_factory=time.monotonic)
     starting: bool = False
+    cold_start_since: float | None = None  # scale-from-zero in progress since (monotonic)
+    cold_start_failed: str = ""  # why the last cold start was abandoned; "" once traffic leaves it
 
     @property
     def min_replicas(self) -> int:
@@ -129,6 +145,16 @@ class Revision:
     @property
     def initial_scale(self) -> int:
         return max(1, self.min_replicas)
+
+    @property
+    def readiness_budget_s(self) -> float | None:
+        """How long a started replica may take to pass its readiness probe: initialDelaySeconds +
+        periodSeconds x failureThreshold (Kubernetes' defaults 0, 10, 3); None without a probe."""
+        probe = self.template.get("model", {}).get("readinessProbe")
+        if not isinstance(probe, dict):
+            return None
+        return (float(probe.get("initialDelaySeconds") or 0)
+                + float(probe.get("periodSeconds") or 10) * float(probe.get("failureThreshold") or 3))
 
     @property
     def storage_uri(self) -> str:
@@ -164,6 +190,7 @@ class KServeEmulation:
         self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._stop = threading.Event()
         self._resource_version = 0
+        self._activators: dict[tuple[str, str], Activator] = {}
         self._worker = threading.Thread(target=self._run, name="kserve-emulation", daemon=True)
         self._worker.start()
         self.on_change: list[Callable[[], None]] = []
@@ -238,6 +265,7 @@ class KServeEmulation:
             raise NotFound(f'inferenceservices.serving.kserve.io "{name}" not found')
         for rev in svc.revisions:
             self._scale_to_zero(rev)
+            self._close_activator(rev)
         self.router.remove_backend(namespace, name)
         self._publish_targets()
         self._event(namespace, name, "Deleted", f"InferenceService {name} deleted")
@@ -274,6 +302,11 @@ class KServeEmulation:
             for rev in svc.revisions:
                 for replica in rev.replicas:
                     replica.stop(self.registry)
+        with self._lock:
+            activators = list(self._activators.values())
+            self._activators.clear()
+        for activator in activators:
+            activator.close()
 
     # ------------------------------------------------------------------ internals
     def _service(self, namespace: str, name: str) -> _Service:
@@ -347,7 +380,7 @@ class KServeEmulation:
                     self._reconcile(ns, name)
                 except NotFound:
                     continue
-                except Exception as exc:  # keep reconciling others; record like a controller would
+                except Exception as exc:  # noqa: BLE001  keep reconciling others; record like a controller would
                     self._event(ns, name, "InternalError", f"{type(exc).__name__}: {exc}")
 
     # -------------------------------------------------------------- reconcile
@@ -379,16 +412,16 @@ class KServeEmulation:
     def _runtime_problem(self, predictor: dict, annotations: dict) -> tuple[str, str] | None:
         model = predictor.get("model")
         if not isinstance(model, dict):
-            return ("InvalidPredictorSpec", "predictor.model is required for the local profile (only the "
-                    "model spec is emulated; custom containers are not)")
+            return ("InvalidPredictorSpec", ("predictor.model is required for the local profile (only the "
+                    "model spec is emulated; custom containers are not)"))
         fmt = (model.get("modelFormat") or {}).get("name")
         protocol = model.get("protocolVersion") or "v1"  # ModelSpec.GetProtocol() defaults to v1
         if fmt not in _MLSERVER_FORMATS or protocol != "v2":
             return ("NoSupportingRuntime", "No runtime found to support specified framework/version")
         mode = annotations.get("serving.kserve.io/deploymentMode", "Serverless")
         if mode != "Serverless":
-            return ("UnsupportedDeploymentMode", f"the local profile emulates Serverless only, not {mode} "
-                    "(canaryTrafficPercent is honoured only in Serverless mode in KServe 0.14)")
+            return ("UnsupportedDeploymentMode", (f"the local profile emulates Serverless only, not {mode} "
+                    "(canaryTrafficPercent is honoured only in Serverless mode in KServe 0.14)"))
         if not model.get("storageUri"):
             return ("InvalidPredictorSpec", "predictor.model.storageUri is required")
         return None
@@ -473,6 +506,8 @@ class KServeEmulation:
                     for replica in rev.replicas:
                         replica.stop(self.registry)
                 continue
+            if rev.cold_start_since is not None:
+                self._check_cold_start(rev, now)
             # Ready revisions: restart replicas that died, as a Deployment restarts its pods.
             for replica in dead:
                 if now - (replica.process_exit_seen or now) >= self.config.restart_backoff_s:
@@ -483,6 +518,34 @@ class KServeEmulation:
                     replica.process_exit_seen = now
                     self._event(rev.namespace, rev.isvc, "ReplicaExited",
                                 f"{replica.name} exited with {replica.process.exit_code()}")
+
+    def _check_cold_start(self, rev: Revision, now: float) -> None:
+        """A scale-from-zero ends when a replica is ready, or is abandoned when the replicas
+        outlast the readiness budget (counted from the container's start, as the kubelet does)."""
+        since = rev.cold_start_since
+        assert since is not None
+        if rev.ready_replicas():
+            rev.cold_start_since = None
+            self._event(rev.namespace, rev.isvc, "ColdStartReady",
+                        f"{rev.name} ready {now - since:.1f}s after traffic named it again")
+            return
+        started = [r.started_at for r in rev.replicas if r.process is not None]
+        budget = rev.readiness_budget_s
+        limit = budget if budget is not None else self.config.progress_deadline_s
+        if started and now - min(started) > limit:
+            what = (f"the readiness probe's budget ({budget:.0f}s = initialDelaySeconds + periodSeconds x "
+                    "failureThreshold)" if budget is not None else
+                    f"the progress deadline ({limit:.0f}s)")
+            rev.cold_start_failed = (f"no replica of {rev.name} passed its readiness probe within {what} "
+                                     f"of its start; cold start abandoned {now - since:.1f}s after traffic "
+                                     "named it")
+            rev.cold_start_since = None
+            self._event(rev.namespace, rev.isvc, "ColdStartTimedOut", rev.cold_start_failed)
+            # The pods go (a model server busy loading ignores SIGTERM for the stop's grace
+            # period): off the reconcile loop, so the status and the router follow at once.
+            replicas, rev.replicas, rev.scaled_to_zero = rev.replicas, [], True
+            threading.Thread(target=lambda: [r.stop(self.registry) for r in replicas],
+                             name=f"stop-{rev.name}", daemon=True).start()
 
     # -------------------------------------------------------------- traffic and status
     def _route(self, svc: _Service, spec: dict, annotations: dict, generation: int) -> None:
@@ -523,9 +586,9 @@ class KServeEmulation:
             if rolled != latest_ready.name:
                 if t["percent"] == 100:
                     previous, rolled = rolled, latest_ready.name
-            elif latest_ready is latest_created and t["percent"] < 100:
-                if per_revision.get(t["revisionName"]) == 100 and previous:
-                    rolled = previous
+            elif (latest_ready is latest_created and t["percent"] < 100
+                  and per_revision.get(t["revisionName"]) == 100 and previous):
+                rolled = previous
 
         # Knative: scale-from-zero for revisions that traffic now names.
         now = time.monotonic()
@@ -536,9 +599,14 @@ class KServeEmulation:
                 continue
             if share > 0:
                 rev.last_traffic_at = now
-                if rev.scaled_to_zero and not rev.starting and rev.state == "Ready":
+                if (rev.scaled_to_zero and not rev.starting and rev.state == "Ready"
+                        and not rev.cold_start_failed):
                     self._event(namespace, name, "ScaleFromZero", rev.name)
+                    rev.cold_start_since = now
                     self._start_revision_replicas(rev)
+        for rev in revisions:
+            if per_revision.get(rev.name, 0) == 0:
+                rev.cold_start_failed = ""  # an abandoned cold start is retried once traffic returns
         for rev in revisions:
             # Knative honours min-scale only while a route references the revision: one that no
             # traffic target names is scaled to zero whatever its minReplicas; one named at 0%
@@ -556,14 +624,16 @@ class KServeEmulation:
         # Conditions (Knative service -> KServe component -> InferenceService).
         cond_config = self._configuration_condition(latest_created)
         routes_ready = bool(traffic) and all(by_name[t["revisionName"]].ready_replicas() or
-                                             by_name[t["revisionName"]].starting for t in traffic
+                                             by_name[t["revisionName"]].starting or
+                                             by_name[t["revisionName"]].cold_start_since is not None
+                                             for t in traffic
                                              if t["percent"] > 0 and t["revisionName"] in by_name)
         cond_routes = (("True", "", "") if traffic else
                        ("False", "RevisionMissing", "Configuration has no ready revision to route to"))
         if traffic and not routes_ready:
             cond_routes = ("False", "RevisionMissing",
-                           f'Revision "{next(t["revisionName"] for t in traffic if t["percent"] > 0)}" has no '
-                           "ready pods")
+                           (f'Revision "{next(t["revisionName"] for t in traffic if t["percent"] > 0)}" has no '
+                           "ready pods"))
         ksvc_ready = ("True", "", "") if cond_config[0] == "True" and cond_routes[0] == "True" else (
             cond_config if cond_config[0] != "True" else cond_routes)
 
@@ -667,8 +737,41 @@ class KServeEmulation:
             share = per_revision.get(rev.name, 0)
             ready = rev.ready_replicas()
             for replica in ready:
-                wanted[replica.name] = ("127.0.0.1", replica.http_port, weight_for(share, len(ready)))
+                wanted[replica.name] = (LOOPBACK, replica.http_port, weight_for(share, len(ready)))
+            # Knative's activator: a routed revision that is cold-starting takes its share through
+            # it; once the revision is served directly, it drains (weight 0) and goes.
+            key = (rev.namespace, rev.name)
+            with self._lock:
+                activator = self._activators.get(key)
+            if share > 0 and not ready and (rev.cold_start_since is not None or rev.starting):
+                if activator is None:
+                    activator = self._open_activator(rev)
+                wanted[activator.server_name] = (LOOPBACK, activator.port, weight_for(share, 1))
+            elif activator is not None and activator.in_flight:
+                wanted[activator.server_name] = (LOOPBACK, activator.port, 0)
         self.router.set_servers(backend, wanted)
+        for rev in revisions:  # closed only once the router no longer names them
+            with self._lock:
+                idle = self._activators.get((rev.namespace, rev.name))
+            if idle is not None and idle.server_name not in wanted:
+                self._close_activator(rev)
+
+    def _open_activator(self, rev: Revision) -> Activator:
+        activator = Activator(rev.name, rev.ready_replicas,
+                              lambda: rev.cold_start_failed or (rev.message if rev.state == "Failed" else ""),
+                              served_by_header=SERVED_BY_HEADER)
+        with self._lock:
+            self._activators[(rev.namespace, rev.name)] = activator
+        self._event(rev.namespace, rev.isvc, "ActivatorRouting",
+                    f"{rev.name} has no ready replica: its traffic goes through the activator "
+                    f"(127.0.0.1:{activator.port}) while it starts")
+        return activator
+
+    def _close_activator(self, rev: Revision) -> None:
+        with self._lock:
+            activator = self._activators.pop((rev.namespace, rev.name), None)
+        if activator is not None:
+            activator.close()
 
     def _publish_targets(self) -> None:
         if self.prometheus is None:

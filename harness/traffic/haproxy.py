@@ -150,7 +150,7 @@ class HAProxyRouter:
         import subprocess  # local: only reloads need it
 
         result = subprocess.run([check, "-c", "-f", str(self.config_path)], capture_output=True,
-                                text=True, timeout=30)
+                                text=True, timeout=30, check=False)
         if result.returncode != 0:
             raise ComponentFailed(f"rendered haproxy config is invalid:\n{result.stdout}{result.stderr}")
         os.kill(self.process.pid, signal.SIGUSR2)  # master-worker: start new worker, drain the old
@@ -187,7 +187,8 @@ def render_config(bind: str, metrics_bind: str, admin_socket: Path,
         "  option http-buffer-request",
         # Which replica answered (server names are <revision>-r<i>): lets load tests measure the
         # split per revision from responses. Harness instrumentation; Knative adds no such header.
-        f"  http-response set-header {SERVED_BY_HEADER} %s",
+        # The emulation's activator names the replica it forwarded to itself: keep that.
+        f"  http-response set-header {SERVED_BY_HEADER} %s unless {{ res.hdr({SERVED_BY_HEADER}) -m found }}",
     ]
     for backend, (model, _servers) in sorted(backends.items()):
         lines.append(f"  use_backend {backend} if {{ path_beg /v2/models/{model}/ }}")
@@ -198,8 +199,8 @@ def render_config(bind: str, metrics_bind: str, admin_socket: Path,
         "  http-request use-service prometheus-exporter if { path /metrics }",
         "  http-request return status 404",
         "backend no_route",
-        '  http-request return status 404 content-type application/json '
-        'string "{\\"error\\":\\"no InferenceService routes this path\\"}"',
+        ('  http-request return status 404 content-type application/json '
+        'string "{\\"error\\":\\"no InferenceService routes this path\\"}"'),
     ]
     for backend, (_model, servers) in sorted(backends.items()):
         lines += [f"backend {backend}", "  balance roundrobin", "  option httpchk GET /v2/health/ready"]

@@ -1,0 +1,151 @@
+"""Scenario 3: rollback to a previous revision that was scaled to zero, under load.
+
+One experiment file (rollback-to-scaled-to-zero.json), four configurations: the seed's failure
+(minReplicas 0, a 4 s readiness budget, a previous model that loads in 8 s, rollback by
+canaryTrafficPercent 0) and its three documented fixes, each changing one value. The journal says
+what the experiment's probes saw; the Locust event log, the API server's status read by the test's
+own client and the emulation's event record are the independent evidence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.chaos.runner import Journal, run_scenario
+from harness.load import RequestEvent, read_events
+from harness.traffic.haproxy import revision_of
+
+pytestmark = [pytest.mark.chaos, pytest.mark.stack]
+
+EXPERIMENT = "rollback-to-scaled-to-zero"
+SLOW_LOAD_S = 8
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    min_replicas: int
+    readiness_budget_s: float
+    rollback_by: str
+    restores: bool  # what the issue says: the seed's case fails, each fix restores service
+
+    @property
+    def service(self) -> str:
+        return f"chaos-cold-{self.id}"  # no "-r" in it: served-by values split on the last "-r"
+
+    def variables(self) -> dict:
+        return {"service": self.service, "min_replicas": self.min_replicas, "stable_model": f"slow-load:{SLOW_LOAD_S}",
+                "readiness_budget_s": self.readiness_budget_s, "rollback_by": self.rollback_by}
+
+
+CASES = [
+    Case("seed", min_replicas=0, readiness_budget_s=4, rollback_by="traffic", restores=False),
+    Case("min", min_replicas=1, readiness_budget_s=4, rollback_by="traffic", restores=True),
+    Case("budget", min_replicas=0, readiness_budget_s=20, rollback_by="traffic", restores=True),
+    Case("uri", min_replicas=0, readiness_budget_s=4, rollback_by="storage-uri", restores=True),
+]
+
+
+@dataclass
+class Outcome:
+    case: Case
+    journal: Journal
+    events: list[RequestEvent]  # every request of the load, from Locust's own event log
+    emulation_events: list[dict]  # the emulation's own record for this service (not a probe's)
+
+    @property
+    def previous(self) -> str:
+        return f"{self.case.service}-predictor-00001"
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
+def outcome(request, chaos_control, journal_dir) -> Outcome:
+    case: Case = request.param
+    journal = run_scenario(EXPERIMENT, journal_dir, variables=case.variables(), journal_name=f"{EXPERIMENT}-{case.id}")
+    _meta, events, _end = read_events(Path(journal.output("load-during-rollback")["events"]))
+    own_events = [e for e in chaos_control.profile.emulation.events() if e["name"] == case.service]
+    return Outcome(case, journal, events, own_events)
+
+
+def test_experiment_completes(outcome: Outcome) -> None:
+    journal = outcome.journal
+    assert journal["status"] == "completed" and not journal["deviated"], journal.failures()
+    assert journal.activity("delete-service", phase="rollbacks")["status"] == "succeeded", journal.failures()
+
+
+def test_previous_revision_was_scaled_to_zero_before_the_rollback(outcome: Outcome, seam) -> None:
+    scaled = outcome.journal.output("previous-scaled-to-zero")
+    before = outcome.journal.output("status-before-rollback")
+    reasons = [(e["reason"], e["message"]) for e in outcome.emulation_events]
+    with seam.check(f"rollback-precondition-{outcome.case.id}",
+                    "after the promotion the previous (slow) revision is unreferenced and scaled to zero, "
+                    "whatever its minReplicas") as ev:
+        ev.update(scaled=scaled, split=before["split"], previous=before["previous_rolled_out"],
+                  min_replicas=outcome.case.min_replicas)
+        assert scaled["revision"] == outcome.previous
+        assert before["previous_rolled_out"] == outcome.previous, before["summary"]
+        assert outcome.previous not in before["split"], before["split"]
+        assert ("ScaleToZero", outcome.previous) in reasons, reasons
+
+
+def _failed(events: list[RequestEvent]) -> list[RequestEvent]:
+    return [e for e in events if not e.ok]
+
+
+def test_rollback_outcome_under_load(outcome: Outcome, seam) -> None:
+    case, settled = outcome.case, outcome.journal.output("rollback-settled")
+    rolled = outcome.journal.output("roll-back")
+    events, failed = outcome.events, _failed(outcome.events)
+    after = [e for e in events if e.t >= rolled["at"]]
+    served_after = sorted({revision_of(e.served_by) for e in after if e.ok and e.served_by})
+    reasons = [e["reason"] for e in outcome.emulation_events]
+    statuses: dict[int, int] = {}
+    for e in events:
+        statuses[e.status] = statuses.get(e.status, 0) + 1
+    summary = {
+        "case": case.id, "outcome": settled["outcome"], "route_message": settled["route_message"],
+        "split": settled["split"], "ready_pods": settled["ready_pods"], "requests": len(events),
+        "after_rollback": len(after), "failed": len(failed), "statuses": statuses, "served_after": served_after,
+        "emulation_events": [f"{e['reason']}: {e['message'][:160]}" for e in outcome.emulation_events
+                             if e["reason"] in ("ScaleFromZero", "ColdStartTimedOut", "ColdStartReady",
+                                                "ActivatorRouting", "RevisionReady")],
+    }
+    assert len(after) >= 100, f"too little load after the rollback to judge: {summary}"
+    if not case.restores:
+        with seam.check("rollback-to-scaled-to-zero-fails",
+                        "minReplicas 0 + a previous model slower to load than the readiness budget: "
+                        "canaryTrafficPercent 0 does not restore service; the route says the previous "
+                        "revision has no ready pods and requests fail under load") as ev:
+            ev.update(summary)
+            assert settled["outcome"] == "no-ready-pods", summary
+            assert settled["route_message"] == f'Revision "{outcome.previous}" has no ready pods', summary
+            assert settled["split"].get(outcome.previous) == 100, summary
+            assert "ColdStartTimedOut" in reasons, reasons
+            assert failed and any(e.is_5xx for e in failed), summary
+        return
+    with seam.check(f"rollback-fix-{case.id}", f"fix {case.id!r}: the rollback restores service with zero failed "
+                                              "requests under load") as ev:
+        ev.update(summary)
+        assert settled["outcome"] == "serving", summary
+        assert not failed, summary
+        assert "ColdStartTimedOut" not in reasons, reasons
+        if case.rollback_by == "traffic":
+            # The previous revision itself serves again, after a cold start the activator bridged.
+            assert settled["split"].get(outcome.previous) == 100, summary
+            assert outcome.previous in served_after and "ColdStartReady" in reasons, summary
+        else:
+            # A new revision serving the previous model's storage; the promoted one served meanwhile.
+            target = settled["rolled_out"]
+            assert target not in (outcome.previous, rolled["from_revision"]), summary
+            assert rolled["storage_uri"] and settled["split"] == {target: 100}, summary
+            assert set(served_after) <= {rolled["from_revision"], target} and target in served_after, summary
+
+
+def test_service_and_setting_are_gone_after_the_experiment(outcome: Outcome, chaos_control) -> None:
+    emulation = chaos_control.profile.emulation
+    names = [obj["metadata"]["name"] for obj in emulation.list(chaos_control.profile.namespace)]
+    assert outcome.case.service not in names, names
+    assert "emulation-setting:scale_to_zero_after_s" not in chaos_control.faults_in_place()
+    assert emulation.config.scale_to_zero_after_s == type(emulation.config)().scale_to_zero_after_s
