@@ -17,7 +17,8 @@ judges see the same simulated readings in each run. Columns:
 Extra A/A rows at stable 1 % check alpha where it is tightest: above the relative rule's floor
 (0.5 %), so the floor adds no margin, and exactly on the absolute test's null (threshold / factor),
 so both SPRTs sit on their null boundary at once. (An A/A at 2 % is not in the table: 2 % is bad by
-the absolute rule, and rolling that canary back is correct.)
+the absolute rule, and rolling that canary back is correct.) "<=" gives the 95 % Clopper-Pearson
+upper bound (scipy.stats) of the early false rollback and of the miss rate over the runs.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -54,6 +56,11 @@ def shares(outcomes: list[SimOutcome], deadline_s: float) -> dict[str, float]:
     return out
 
 
+def upper95(rate: float, n: int) -> float:
+    k = round(rate * n)
+    return float(stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact").high)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
@@ -61,8 +68,9 @@ def main() -> int:
     parser.add_argument("--multiples", default="1,2,3,5,10", help="canary error rate as multiples of the stable's")
     parser.add_argument("--canary-percent", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=20261128)
+    parser.add_argument("--interval", type=float, default=60.0, help="seconds between checks (deadline 900 s)")
     args = parser.parse_args()
-    cfg = JudgeConfig()
+    cfg = JudgeConfig(interval_s=args.interval)
     rates = [float(r) for r in args.rates.split(",")]
     points = [(rate, STABLE_ERROR, float(m)) for rate in rates for m in args.multiples.split(",")]
     points += [(rate, 0.01, 1.0) for rate in rates]
@@ -81,19 +89,25 @@ def main() -> int:
     for name, rows in results.items():
         print(f"\n== {name} judge ==")
         head = (f"{'req/s':>5} {'stable':>6} {'canary':>10} {'promote':>8} {'rb early':>8} {'rb @900s':>8} "
-                f"{'inconc':>7} {'median s':>8} | {'false rollback':>14} {'miss':>6}")
+                f"{'inconc':>7} {'median s':>8} | {'false rollback (early <=95%)':>28} {'miss <=95%':>16}")
         print(head)
         print("-" * len(head))
         for rate, stable, mult, s in rows:
-            false_rb = f"{s['early'] + s['deadline']:6.1%} ({s['early']:4.1%})" if mult == 1 else ""
-            miss = f"{s['promote']:6.1%}" if mult >= 3 else (f"({s['promote']:4.1%})" if mult == 2 else "")
+            n = args.runs
+            false_rb = (f"{s['early'] + s['deadline']:6.1%} ({s['early']:4.1%} <={upper95(s['early'], n):4.1%})"
+                        if mult == 1 else "")
+            miss = (f"{s['promote']:6.1%} <={upper95(s['promote'], n):5.1%}" if mult >= 3 else
+                    (f"({s['promote']:4.1%} <={upper95(s['promote'], n):4.1%})" if mult == 2 else ""))
             canary = f"{mult:g}x={stable * mult:.2%}"
             print(f"{rate:5g} {stable:6.1%} {canary:>10} {s['promote']:8.1%} {s['early']:8.1%} {s['deadline']:8.1%} "
-                  f"{s['inconclusive']:7.1%} {s['median_s']:8.0f} | {false_rb:>14} {miss:>6}")
+                  f"{s['inconclusive']:7.1%} {s['median_s']:8.0f} | {false_rb:>28} {miss:>16}")
     print("\nfalse rollback: all rollbacks of a 1x canary (in brackets: the early ones, on evidence); "
           "miss: promotions of a canary at >= 3x (in brackets at 2x, the rule's boundary)")
     worst = max(s["early"] for _, _, m, s in results["sequential"] if m == 1)
-    print(f"sequential judge, worst early false-rollback rate over all A/A rows: {worst:.2%} (alpha {cfg.alpha:.0%})")
+    worst_miss = max(s["promote"] for _, _, m, s in results["sequential"] if m == 2)
+    print(f"sequential judge, worst early false-rollback rate over all A/A rows: {worst:.2%} "
+          f"(95% upper bound {upper95(worst, args.runs):.2%}; alpha {cfg.alpha:.0%}); worst promotion rate at 2x: "
+          f"{worst_miss:.2%} (95% upper bound {upper95(worst_miss, args.runs):.2%}; beta {cfg.beta:.0%})")
     print(f"(wall time {time.monotonic() - started:.1f} s)")
     return 0
 
