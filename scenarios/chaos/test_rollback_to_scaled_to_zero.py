@@ -30,6 +30,7 @@ class Case:
     readiness_budget_s: float
     rollback_by: str
     restores: bool  # what the issue says: the seed's case fails, each fix restores service
+    known_wrong: str = ""  # why the claim does not hold here (a strict xfail)
 
     @property
     def service(self) -> str:
@@ -42,7 +43,11 @@ class Case:
 
 CASES = [
     Case("seed", min_replicas=0, readiness_budget_s=4, rollback_by="traffic", restores=False),
-    Case("min", min_replicas=1, readiness_budget_s=4, rollback_by="traffic", restores=True),
+    Case("min", min_replicas=1, readiness_budget_s=4, rollback_by="traffic", restores=True,
+         known_wrong="Knative ignores min-scale for a revision no route references (PodAutoscaler.ScaleBounds: "
+                     "'min will be ignored if the PA is not reachable'): after the promotion the previous "
+                     "revision scales to zero whatever its minReplicas, so canaryTrafficPercent 0 cold-starts "
+                     "it as with minReplicas 0"),
     Case("budget", min_replicas=0, readiness_budget_s=20, rollback_by="traffic", restores=True),
     Case("uri", min_replicas=0, readiness_budget_s=4, rollback_by="storage-uri", restores=True),
 ]
@@ -94,7 +99,7 @@ def _failed(events: list[RequestEvent]) -> list[RequestEvent]:
     return [e for e in events if not e.ok]
 
 
-def test_rollback_outcome_under_load(outcome: Outcome, seam) -> None:
+def test_rollback_outcome_under_load(outcome: Outcome, seam, request) -> None:
     case, settled = outcome.case, outcome.journal.output("rollback-settled")
     rolled = outcome.journal.output("roll-back")
     events, failed = outcome.events, _failed(outcome.events)
@@ -125,8 +130,10 @@ def test_rollback_outcome_under_load(outcome: Outcome, seam) -> None:
             assert "ColdStartTimedOut" in reasons, reasons
             assert failed and any(e.is_5xx for e in failed), summary
         return
+    if case.known_wrong:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"seed claim wrong: {case.known_wrong}"))
     with seam.check(f"rollback-fix-{case.id}", f"fix {case.id!r}: the rollback restores service with zero failed "
-                                              "requests under load") as ev:
+                                              "requests under load", known_wrong=case.known_wrong) as ev:
         ev.update(summary)
         assert settled["outcome"] == "serving", summary
         assert not failed, summary
