@@ -7,9 +7,10 @@ then follows the acting judge's decision (the sequential judge unless the scenar
 """
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from harness.judges.base import Decision, Judge, Reading, RevisionReading, Verdict
 from harness.metrics.dialects import DIALECTS, render
@@ -29,13 +30,13 @@ def read_revision(url: str, dialect_name: str, target: RevisionQueries, *, elaps
     """One revision's counts since the judgement began and its latest window. `None` where the
     query returned no series: the judge, not this function, decides what missing data means."""
     dialect = DIALECTS[dialect_name]
-    since = f"{max(int(round(elapsed_s)), 2)}s"
-    window = f"{max(int(round(window_s)), 2)}s"
+    since = f"{max(round(elapsed_s), 2)}s"
+    window = f"{max(round(window_s), 2)}s"
     kw = {"isvc": target.isvc, "revision": target.revision}
     p99 = None
     if dialect.latency_quantile:
         p99 = query_scalar(url, render(dialect.latency_quantile, window=window, q=0.99, **kw))
-        if p99 is not None and p99 != p99:  # NaN: no requests in the window
+        if p99 is not None and math.isnan(p99):  # no requests in the window
             p99 = None
     return RevisionReading(
         requests=query_scalar(url, render(dialect.requests, window=since, **kw)),

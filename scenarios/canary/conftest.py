@@ -3,7 +3,7 @@ conformance pipeline trained and registered, so canaries never disturb the confo
 from __future__ import annotations
 
 import copy
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,7 @@ USERS = 10
 INTERVAL_S = 3.0
 OBSERVATION_S = 45.0  # the seed's 15 min / 60 s, scaled to 15 checks of 3 s
 POST_ROLLBACK_S = 5.0
+FIRST_REQUEST_DEADLINE_S = 30.0  # Locust's start (imports, parquet) until its first request is logged
 ACTING_JUDGE = "sequential"
 
 # The seed's thresholds, its timings scaled for CI; both judges read the same 3 s windows.
@@ -77,6 +80,7 @@ class Outcome:
     post_window: dict[str, Any]
     load_totals: dict[str, Any]
     readings: list[dict]
+    phases_s: dict[str, float] = field(default_factory=dict)  # where the scenario's wall time went
 
 
 class ScenarioRunner:
@@ -85,11 +89,14 @@ class ScenarioRunner:
         self.stack, self.service, self.make_copy = stack, service, make_copy
         self.train_version, self.judge_specs, self.workdir = train_version, judges, workdir
         self.outcomes: dict[str, Outcome] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-model")
+        self._prepared: dict[str, Future] = {}
+        self._lock = threading.Lock()
         rows = holdout_rows(200)
         self.rows_path = workdir / "rows.parquet"
         rows.to_parquet(self.rows_path)
 
-    def storage_uri(self, scenario: Scenario) -> str:
+    def _storage_uri(self, scenario: Scenario) -> str:
         if scenario.fault is None:
             return self.make_copy(f"canary-{scenario.name}")
         info = log_faulty_model(self.stack.envs["pipeline"].python, scenario.fault,
@@ -98,21 +105,49 @@ class ScenarioRunner:
                                 tracking_uri=self.stack.tracking_uri, env=self.stack.client_env())
         return info.artifact_uri
 
+    def _prepare(self, scenario: Scenario) -> Future:
+        """The canary's model, made in the background (one at a time): logging a faulty model is an
+        MLflow subprocess of several seconds, which the next scenario need not wait for."""
+        with self._lock:
+            if scenario.name not in self._prepared:
+                self._prepared[scenario.name] = self._pool.submit(self._storage_uri, scenario)
+            return self._prepared[scenario.name]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     def run(self, scenario: Scenario) -> Outcome:
         if scenario.name in self.outcomes:
             return self.outcomes[scenario.name]
         stack, client = self.stack, self.stack.isvc
         deadline = stack.config.isvc_deadline_s
-        state = start_canary(client, self.service, self.storage_uri(scenario), CANARY_PERCENT, deadline_s=deadline)
-        judges = {name: load_judge(spec, CONFIG) for name, spec in self.judge_specs.items()}
+        phases: dict[str, float] = {}
+        clock = time.monotonic()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.monotonic()
+            phases[name] = round(now - clock, 1)
+            clock = now
+
+        storage_uri = self._prepare(scenario).result(timeout=deadline)
+        following = SCENARIOS.index(scenario) + 1 if scenario in SCENARIOS else len(SCENARIOS)
+        if following < len(SCENARIOS):
+            self._prepare(SCENARIOS[following])  # overlaps this scenario's judgement
+        lap("model")
         users = USERS if scenario.rps >= USERS else 1
+        # Locust starts (a few seconds of imports) while the canary revision comes up; until the
+        # split is set its requests go to the stable, which the judgement does not count.
         load = start_load(stack.inference_base_url(self.service), self.service, self.rows_path, users=users,
-                          spawn_rate=users, duration_s=OBSERVATION_S + 60, target_rps=scenario.rps,
+                          spawn_rate=users, duration_s=OBSERVATION_S + deadline + 60, target_rps=scenario.rps,
                           out_dir=self.workdir / scenario.name)
         stop_event = threading.Event()
         fault_thread = None
         try:
-            time.sleep(2)  # Locust's users spawn; the judgement clock starts with traffic flowing
+            state = start_canary(client, self.service, storage_uri, CANARY_PERCENT, deadline_s=deadline)
+            lap("deploy")
+            _wait_for_first_request(load, FIRST_REQUEST_DEADLINE_S)
+            judges = {name: load_judge(spec, CONFIG) for name, spec in self.judge_specs.items()}
             if scenario.during:
                 fault_thread = threading.Thread(target=self._fault, args=(scenario.during, state.canary, stop_event),
                                                 daemon=True)
@@ -121,20 +156,26 @@ class ScenarioRunner:
                 judges, prometheus_url=stack.prometheus_url, dialect=stack.metric_dialect,
                 canary=RevisionQueries(self.service, state.canary), stable=RevisionQueries(self.service, state.stable),
                 interval_s=INTERVAL_S, deadline_s=OBSERVATION_S)
+        except BaseException:
+            load.kill()
+            raise
         finally:
             stop_event.set()
             if fault_thread is not None:
                 fault_thread.join(timeout=30)
             if scenario.during == "stop-prometheus":
                 stack.fault_restore_prometheus()
+        lap("judgement")
         acting = judgement.records[ACTING_JUDGE].verdict
         if acting is not None and acting.decision is Decision.PROMOTE:
             isvc, action = promote(client, self.service, state, deadline_s=deadline), "promote"
         else:  # rollback, inconclusive, or no verdict: never promote on missing evidence
             isvc, action = rollback(client, self.service, state, deadline_s=deadline), "rollback"
+        lap(action)
         settled = time.time() + 1.0  # the router's weights follow the status within a reconcile
         time.sleep(1.0 + POST_ROLLBACK_S)
         result = load.stop()
+        lap("post-window")
         post = result.since(settled)
         outcome = Outcome(
             scenario=scenario, canary=state.canary, stable=state.stable,
@@ -146,7 +187,8 @@ class ScenarioRunner:
                          "served_by": {k: v.requests for k, v in result.by_served_by.items()}},
             load_totals=result.totals.as_dict(),
             readings=[{"t_s": round(r.t_s, 1), "source_ok": r.source_ok, "canary": r.canary.to_dict(),
-                       "stable": r.stable.to_dict()} for r in judgement.readings])
+                       "stable": r.stable.to_dict()} for r in judgement.readings],
+            phases_s=phases)
         self.outcomes[scenario.name] = outcome
         return outcome
 
@@ -159,6 +201,22 @@ class ScenarioRunner:
         while not stop.is_set():  # crash loop: every time the replica comes back, it dies again
             self.stack.fault_kill_revision(self.service, canary)
             stop.wait(0.5)
+
+
+def _wait_for_first_request(load, deadline_s: float) -> None:
+    """Until Locust's event log holds a request (its users are up), at most deadline_s."""
+    until = time.monotonic() + deadline_s
+    while time.monotonic() < until:
+        if not load.running():
+            raise RuntimeError(f"locust exited before its first request; see {load.out_dir}")
+        try:
+            with open(load.events_path, "rb") as fh:
+                if any(b'"status"' in line for line in fh):
+                    return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"no request logged by locust within {deadline_s:.0f}s; see {load.out_dir}")
 
 
 @pytest.fixture(scope="module")
@@ -177,21 +235,28 @@ def runner(stack, canary_service, model_copies, pipeline_run, judge_specs, tmp_p
                             or train["artifacts"]["model_output"]["metadata"]["registered_model_version"])))
     runner = ScenarioRunner(stack, canary_service, model_copies, version, judge_specs,
                             tmp_path_factory.mktemp("canary"))
-    yield runner
+    try:
+        yield runner
+    finally:
+        runner.close()
     if run_report is not None and runner.outcomes:
         run_report.add_artifact("judge-conformance.md", conformance_table(runner.outcomes))
 
 
 def conformance_table(outcomes: dict[str, Outcome]) -> str:
     lines = ["# Judge conformance", "",
-             f"Canary at {CANARY_PERCENT}% of ~{TARGET_RPS:.0f} req/s (Locust), checks every {INTERVAL_S:.0f} s, "
-             f"deadline {OBSERVATION_S:.0f} s; the rollout followed the `{ACTING_JUDGE}` judge.", "",
+             (f"Canary at {CANARY_PERCENT}% of ~{TARGET_RPS:.0f} req/s (Locust), checks every {INTERVAL_S:.0f} s, "
+             f"deadline {OBSERVATION_S:.0f} s; the rollout followed the `{ACTING_JUDGE}` judge."), "",
              "| scenario | judge | decision | time to decision (s) | right? | first reason |", "|---|---|---|---|---|---|"]
     for name, outcome in outcomes.items():
         for judge, verdict in outcome.verdicts.items():
             right = Decision(verdict["decision"]) in outcome.scenario.expect
             lines.append(f"| {name} | {judge} | {verdict['decision']} | {outcome.decided_at[judge]} | "
                          f"{'right' if right else 'WRONG'} | {(verdict['reasons'] or [''])[0][:160]} |")
+    lines += ["", ("Wall time per scenario, seconds (model: making the canary's model, in the background "
+                  "while the scenario before it ran; deploy: the canary revision ready at its percent):"), ""]
+    for name, outcome in outcomes.items():
+        lines.append(f"- {name}: " + ", ".join(f"{k} {v:g}" for k, v in outcome.phases_s.items()))
     return "\n".join(lines) + "\n"
 
 
