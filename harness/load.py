@@ -342,6 +342,26 @@ class LoadHandle:
     def running(self) -> bool:
         return self.popen.poll() is None
 
+    def wait_for_first_request(self, deadline_s: float) -> float:
+        """Until the event log holds a request (Locust's imports done, its users up), at most
+        deadline_s; returns the seconds waited. Locust takes seconds to start, more on a busy
+        machine, so a scenario that acts "N seconds into the load" starts counting here."""
+        started = time.monotonic()
+        until = started + deadline_s
+        while time.monotonic() < until:
+            if not self.running():
+                raise LoadFailed(f"locust exited before its first request. Last lines of "
+                                 f"{self.out_dir / LOG_FILE}:\n{_log_tail(self.out_dir / LOG_FILE)}")
+            try:
+                with open(self.events_path, "rb") as fh:
+                    if any(b'"status"' in line for line in fh):
+                        return time.monotonic() - started
+            except FileNotFoundError:
+                pass
+            time.sleep(0.2)
+        raise LoadFailed(f"no request logged by locust within {deadline_s:.0f}s. Last lines of "
+                         f"{self.out_dir / LOG_FILE}:\n{_log_tail(self.out_dir / LOG_FILE)}")
+
     def snapshot(self) -> LoadResult:
         """What the event log holds so far; the load keeps running."""
         return _build_result(self.out_dir, self.window_s, self.popen.poll(), self.command, self.started)

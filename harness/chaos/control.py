@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 import json
 import secrets
@@ -31,6 +32,7 @@ from harness.faults.network import PipelineNetns
 from harness.load import LoadHandle, start_load
 from harness.ports import LOOPBACK
 from harness.profiles.local import LocalProfile
+from harness.serving.activator import HOLD_S
 from harness.serving.client import failed_revision, predictor_status, summarize
 from harness.serving.lint import LintError, lint_isvc
 from harness.serving.storage import copy_storage
@@ -41,6 +43,8 @@ __all__ = ["ChaosContext", "ChaosControl", "ControlError"]
 
 
 #: Lines of a pipeline run's log worth carrying into the journal: MLflow's failure and retries.
+#: Locust's start (imports, its users) until its first request, on a busy machine.
+FIRST_REQUEST_DEADLINE_S = 60.0
 _LOG_MARKERS = ("could not log to MLflow", "Retrying (", "Max retries exceeded", "ConnectionError",
                 "Connection refused", "timed out")
 
@@ -120,11 +124,12 @@ class ChaosControl:
 
             def _reply(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body, default=str).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the caller gave up
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
 
         self._server = ThreadingHTTPServer((LOOPBACK, port), Handler)
         self._server.daemon_threads = True
@@ -458,17 +463,22 @@ class ChaosControl:
     # ------------------------------------------------------------------ load
     def op_start_load(self, service: str, seconds: float, rate: float = 30.0, users: int = 6,
                       load_id: str | None = None) -> dict[str, Any]:
-        """Locust against ``service`` (a subprocess); ``load_id`` (default: the service's name) is
-        how a later activity finds it, since an experiment cannot pass one activity's output on."""
+        """Locust against ``service`` (a subprocess), returning once its first request is logged;
+        ``load_id`` (default: the service's name) is how a later activity finds it, since an
+        experiment cannot pass one activity's output on."""
         load_id = load_id or service
         if load_id in self._loads:
             raise ControlError(f"a load named {load_id!r} is already running; finish it first")
         out = self.workdir / "loads" / f"{load_id}-{next(self._ids)}"
         handle = start_load(self.profile.inference_base_url(service), service, self.context.rows_path,
                             users=users, spawn_rate=users, duration_s=seconds, target_rps=rate, out_dir=out,
-                            request_timeout_s=30.0)
+                            # Longer than the activator holds a request for a cold start: what is
+                            # measured is the stack's answer, not the client giving up first.
+                            request_timeout_s=HOLD_S + 5)
         self._loads[load_id] = handle
-        return {"load_id": load_id, "events": str(handle.events_path), "started": time.time()}
+        waited = handle.wait_for_first_request(FIRST_REQUEST_DEADLINE_S)
+        return {"load_id": load_id, "events": str(handle.events_path), "started": time.time(),
+                "first_request_after_s": round(waited, 1)}
 
     def op_finish_load(self, load_id: str, stop: bool = False) -> dict[str, Any]:
         """Wait for (or with ``stop`` end) a load and report what its requests met."""
@@ -493,22 +503,26 @@ class ChaosControl:
         """Shorten the emulation's scale-to-zero grace period (EmulationConfig.scale_to_zero_after_s,
         30 s by default; Knative's stable window + grace period on a cluster) so that a chaos
         scenario sees an unreferenced revision scaled to zero within seconds. Written down like a
-        fault: ``seconds=None`` (or the control's close) puts the original value back."""
+        fault, once per caller: experiments running side by side each set it and each lift it
+        (``seconds=None``), and the original value comes back with the last lift (or the
+        control's close), never under another experiment still relying on it."""
         assert self.profile.emulation is not None, "the local profile's emulation is not running"
         config = self.profile.emulation.config
+        kind, target = "emulation-setting", "scale_to_zero_after_s"
         if seconds is None:
-            lifted = self._lift("emulation-setting", "scale_to_zero_after_s")
-            return {"scale_to_zero_after_s": config.scale_to_zero_after_s, "restored": bool(lifted)}
+            with self._lock:
+                held = [f for f in self._faults if f.kind == kind and f.target == target]
+                if held:
+                    self._faults.remove(held[-1])
+            if len(held) == 1:
+                held[0].undo()
+            return {"scale_to_zero_after_s": config.scale_to_zero_after_s, "restored": len(held) == 1,
+                    "still_held": max(0, len(held) - 1)}
         with self._lock:
-            recorded = any(f.kind == "emulation-setting" and f.target == "scale_to_zero_after_s"
-                           for f in self._faults)
-        if not recorded:
-            original = config.scale_to_zero_after_s
-
-            def undo() -> None:
-                config.scale_to_zero_after_s = original
-            self._record("emulation-setting", "scale_to_zero_after_s", undo)
-        config.scale_to_zero_after_s = float(seconds)
+            first = next((f for f in self._faults if f.kind == kind and f.target == target), None)
+            self._faults.append(_Fault(kind, target, first.undo if first else
+                                       functools.partial(setattr, config, target, config.scale_to_zero_after_s)))
+            config.scale_to_zero_after_s = float(seconds)
         return {"scale_to_zero_after_s": config.scale_to_zero_after_s, "restored": False}
 
     def _revision_named(self, name: str, revision: str) -> str:

@@ -6,10 +6,18 @@ state) must still lift its faults; `chaos run --rollback-strategy always` is the
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXPERIMENTS_DIR", "Journal", "experiment_files", "run_experiment_file", "run_scenario"]
+__all__ = ["EXPERIMENTS_DIR", "ChaosRun", "Journal", "experiment_files", "run_experiment_file", "run_scenario",
+           "run_scenarios_side_by_side"]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "chaos"
 
@@ -70,3 +78,120 @@ def run_scenario(name: str, journal_dir: Path, *, variables: dict[str, Any] | No
         raise AssertionError(f"experiment {name}: status {journal.get('status')}, deviated "
                              f"{journal.get('deviated')}: {journal.failures()}")
     return journal
+
+
+#: How long an interrupted `chaos run` gets for its rollbacks before it is killed.
+ROLLBACK_GRACE_S = 120.0
+
+
+def chaos_cli() -> str:
+    """Chaos Toolkit's own `chaos` command, from this interpreter's environment first."""
+    beside = Path(sys.executable).parent / "chaos"
+    found = str(beside) if beside.exists() else shutil.which("chaos")
+    if not found:
+        raise FileNotFoundError("the `chaos` command (chaostoolkit) is not installed: pip install -e '.[dev]'")
+    return found
+
+
+@dataclass
+class ChaosRun:
+    """One experiment run by `chaos run` in a subprocess of its own session (so a terminal's
+    Ctrl-C reaches it once, from us, and its rollbacks run)."""
+
+    key: str
+    name: str
+    journal_path: Path
+    log_path: Path
+    process: subprocess.Popen
+
+    @classmethod
+    def start(cls, key: str, name: str, journal_dir: Path, variables: dict[str, Any]) -> ChaosRun:
+        files = journal_dir / "runs"  # beside the journals, not among them (those go to the report)
+        files.mkdir(parents=True, exist_ok=True)
+        var_file = files / f"{key}.vars.json"
+        # A JSON var file keeps the values' types; chaoslib reads only its "configuration" key
+        # (and silently runs the defaults from a flat mapping).
+        var_file.write_text(json.dumps({"configuration": variables}))
+        journal, log = journal_dir / f"{key}.json", files / f"{key}.log"
+        argv = [chaos_cli(), "--no-version-check", "--log-file", str(log), "run", "--rollback-strategy", "always",
+                "--var-file", str(var_file), "--journal-path", str(journal), str(EXPERIMENTS_DIR / f"{name}.json")]
+        with open(files / f"{key}.out", "wb") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
+                                       start_new_session=True)
+        return cls(key, name, journal, log, process)
+
+    def interrupt(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)  # chaos runs its rollbacks on Ctrl-C
+
+    def stop(self) -> None:
+        """Interrupt, give the rollbacks their grace period, then kill: never left running."""
+        self.interrupt()
+        try:
+            self.process.wait(timeout=ROLLBACK_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        parts = []
+        for path in (self.log_path, self.log_path.with_suffix(".out")):
+            if path.exists():
+                parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-chars:]}")
+        return "\n".join(parts)
+
+    def journal(self) -> Journal:
+        """The completed experiment's journal; its failures (with the log's tail) otherwise."""
+        if not self.journal_path.exists():
+            raise AssertionError(f"experiment {self.name} ({self.key}): `chaos run` exited "
+                                 f"{self.process.returncode} without a journal\n{self.log_tail()}")
+        journal = Journal(json.loads(self.journal_path.read_text()))
+        if journal.get("status") != "completed" or journal.get("deviated"):
+            raise AssertionError(f"experiment {self.name} ({self.key}): status {journal.get('status')}, deviated "
+                                 f"{journal.get('deviated')}: {journal.failures()}\n{self.log_tail()}")
+        return journal
+
+
+def run_scenarios_side_by_side(runs: dict[str, tuple[str, dict[str, Any]]], journal_dir: Path, *,
+                               deadline_s: float, at_once: int = 2) -> dict[str, Journal | AssertionError]:
+    """Run experiments side by side, each with `chaos run` (key -> (experiment name, variables)),
+    at most ``at_once`` at a time, against the control in this process's environment; wait for
+    all, at most deadline_s. Returns each key's journal, or the AssertionError that says why it
+    did not complete. Interrupted (Ctrl-C, SIGTERM) or past the deadline, every run is
+    interrupted so its rollbacks lift its faults.
+
+    ``at_once``: each run is a stack's worth of model servers and a Locust; on two cores, four at
+    once stretched cold starts and deploys past what the scenarios measure (two do not)."""
+    if at_once < 1:
+        raise ValueError("at_once must be >= 1")
+    started: list[ChaosRun] = []
+    waiting = list(runs.items())
+    try:
+        until = time.monotonic() + deadline_s
+        while waiting or any(run.process.poll() is None for run in started):
+            while waiting and sum(run.process.poll() is None for run in started) < at_once:
+                key, (name, variables) = waiting.pop(0)
+                started.append(ChaosRun.start(key, name, journal_dir, variables))
+            if time.monotonic() > until:
+                late = [run for run in started if run.process.poll() is None]
+                for run in late:
+                    run.stop()
+                raise TimeoutError(f"experiments {[r.key for r in late]} still running after {deadline_s:.0f}s "
+                                   f"(interrupted, rollbacks run):\n" + "\n".join(r.log_tail() for r in late))
+            time.sleep(0.5)
+    except BaseException:
+        for run in started:
+            run.interrupt()
+        for run in started:
+            run.stop()
+        raise
+    results: dict[str, Journal | AssertionError] = {}
+    for run in started:
+        try:
+            results[run.key] = run.journal()
+        except AssertionError as exc:
+            results[run.key] = exc
+        if run.journal_path.exists() and Journal(json.loads(run.journal_path.read_text())).get(
+                "status") == "interrupted":
+            raise KeyboardInterrupt(f"experiment {run.name} ({run.key}) was interrupted")
+    return results

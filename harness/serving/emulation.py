@@ -263,10 +263,12 @@ class KServeEmulation:
             svc = self._services.pop((namespace, name), None)
         if svc is None:
             raise NotFound(f'inferenceservices.serving.kserve.io "{name}" not found')
+        retiring = [r for rev in svc.revisions for r in self._scale_to_zero(rev)]
         for rev in svc.revisions:
-            self._scale_to_zero(rev)
             self._close_activator(rev)
-        self.router.remove_backend(namespace, name)
+        self.router.remove_backend(namespace, name)  # unrouted first, as Kubernetes drops endpoints
+        for replica in retiring:
+            replica.stop(self.registry)
         self._publish_targets()
         self._event(namespace, name, "Deleted", f"InferenceService {name} deleted")
         return {"kind": "Status", "apiVersion": "v1", "status": "Success",
@@ -543,9 +545,7 @@ class KServeEmulation:
             self._event(rev.namespace, rev.isvc, "ColdStartTimedOut", rev.cold_start_failed)
             # The pods go (a model server busy loading ignores SIGTERM for the stop's grace
             # period): off the reconcile loop, so the status and the router follow at once.
-            replicas, rev.replicas, rev.scaled_to_zero = rev.replicas, [], True
-            threading.Thread(target=lambda: [r.stop(self.registry) for r in replicas],
-                             name=f"stop-{rev.name}", daemon=True).start()
+            self._stop_in_background(rev.name, self._scale_to_zero(rev))
 
     # -------------------------------------------------------------- traffic and status
     def _route(self, svc: _Service, spec: dict, annotations: dict, generation: int) -> None:
@@ -592,6 +592,7 @@ class KServeEmulation:
 
         # Knative: scale-from-zero for revisions that traffic now names.
         now = time.monotonic()
+        retiring: list[Replica] = []
         by_name = {r.name: r for r in revisions}
         for rev_name, share in per_revision.items():
             rev = by_name.get(rev_name)
@@ -617,9 +618,11 @@ class KServeEmulation:
                     and (not referenced or rev.min_replicas == 0)
                     and now - rev.last_traffic_at > self.config.scale_to_zero_after_s):
                 self._event(namespace, name, "ScaleToZero", rev.name)
-                self._scale_to_zero(rev)
+                retiring.extend(self._scale_to_zero(rev))
 
         self._program_router(namespace, name, revisions, per_revision, traffic)
+        if retiring:  # stopped once the router no longer names them, off the reconcile loop
+            self._stop_in_background(f"scale-to-zero-{name}", retiring)
 
         # Conditions (Knative service -> KServe component -> InferenceService).
         cond_config = self._configuration_condition(latest_created)
@@ -683,11 +686,19 @@ class KServeEmulation:
         threading.Thread(target=self._bring_up, args=(rev, rev.initial_scale), name=f"scale-{rev.name}",
                          daemon=True).start()
 
-    def _scale_to_zero(self, rev: Revision) -> None:
-        for replica in rev.replicas:
-            replica.stop(self.registry)
-        rev.replicas = []
-        rev.scaled_to_zero = True
+    @staticmethod
+    def _scale_to_zero(rev: Revision) -> list[Replica]:
+        """Detach the revision's replicas (the router stops naming them when next programmed) and
+        return them, for the caller to stop after that: stopping a replica the router still sends
+        requests to fails those requests with 500s, which Knative's drain never does."""
+        replicas, rev.replicas, rev.scaled_to_zero = rev.replicas, [], True
+        return replicas
+
+    def _stop_in_background(self, what: str, replicas: list[Replica]) -> None:
+        """Stop replicas off the reconcile loop: one service's slow shutdown (a model server may
+        take its whole grace period) must not delay every other service's reconcile."""
+        threading.Thread(target=lambda: [r.stop(self.registry) for r in replicas], name=f"stop-{what}",
+                         daemon=True).start()
 
     @staticmethod
     def _configuration_condition(latest_created: Revision) -> tuple[str, str, str]:

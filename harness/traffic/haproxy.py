@@ -1,9 +1,13 @@
 """The local router: HAProxy (Debian's package) standing where Knative's ingress and activator
 stand on a cluster. One backend per InferenceService, one server per ready replica of each
 revision; the revision's traffic percent becomes its replicas' weights. Weights and servers
-change at runtime through the admin socket (no dropped connections); adding or removing a whole
-InferenceService re-renders the configuration from the recorded state and reloads the
-master-worker process (SIGUSR2), which is seamless for clients.
+change at runtime through the admin socket (no dropped connections). Paths reach backends through
+a map file that the admin socket edits too, so removing an InferenceService (or recreating one
+under a name the running process still knows) never reloads; only a backend HAProxy has never
+seen re-renders the configuration from the recorded state and reloads the master-worker process
+(SIGUSR2). A reload closes the old worker's idle keep-alive connections, which a client may have
+just written a request on: under the concurrent chaos scenarios one service's deletion must not
+fail another's requests.
 """
 from __future__ import annotations
 
@@ -49,6 +53,11 @@ def backend_name(namespace: str, isvc: str) -> str:
     return _NAME_OK.sub("_", f"isvc.{namespace}.{isvc}")
 
 
+def route_prefix(model: str) -> str:
+    """The path prefix (the V2 protocol's) that routes to a service's backend."""
+    return f"/v2/models/{model}/"
+
+
 @dataclass
 class _Server:
     address: str
@@ -70,6 +79,13 @@ class HAProxyRouter:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _bind: str = ""
     _metrics_bind: str = ""
+    # Backends the running process has (a removed service's stays, empty and unrouted, until the
+    # next reload).
+    _loaded: set[str] = field(default_factory=set)
+
+    @property
+    def routes_map(self) -> Path:
+        return self.state / "routes.map"
 
     # --- runtime API -------------------------------------------------------------------------
     def command(self, cmd: str, timeout: float = 5.0) -> str:
@@ -88,16 +104,30 @@ class HAProxyRouter:
     def ensure_backend(self, namespace: str, isvc: str) -> str:
         name = backend_name(namespace, isvc)
         with self._lock:
-            if name not in self._backends:
-                self._backends[name] = (isvc, {})
+            if name in self._backends:
+                return name
+            self._backends[name] = (isvc, {})
+            if name in self._loaded:  # known to the process: route to it again, no reload
+                self._write_routes()
+                self._expect_ok(self.command(f"add map {self.routes_map} {route_prefix(isvc)} {name}"))
+            else:
                 self._reload()
         return name
 
     def remove_backend(self, namespace: str, isvc: str) -> None:
+        """Unroute the service (its path answers 404 again) and drain its servers, without a reload."""
         name = backend_name(namespace, isvc)
         with self._lock:
-            if self._backends.pop(name, None) is not None:
-                self._reload()
+            entry = self._backends.get(name)
+            if entry is None:
+                return
+            model, servers = entry
+            self._write_routes(without=name)
+            self._expect_ok(self.command(f"del map {self.routes_map} {route_prefix(model)}"))
+            for server in list(servers):
+                self._del_server(name, server)
+                servers.pop(server)
+            del self._backends[name]
 
     def set_servers(self, backend: str, wanted: dict[str, tuple[str, int, int]]) -> None:
         """Make the backend's servers exactly `wanted` (name -> (address, port, weight))."""
@@ -140,11 +170,16 @@ class HAProxyRouter:
 
     # --- configuration -----------------------------------------------------------------------
     def render(self) -> str:
-        return render_config(self._bind, self._metrics_bind, self.admin_socket,
+        return render_config(self._bind, self._metrics_bind, self.admin_socket, self.routes_map,
                              {b: (m, {n: (s.address, s.port, s.weight) for n, s in srv.items()})
                               for b, (m, srv) in self._backends.items()})
 
+    def _write_routes(self, without: str = "") -> None:
+        """The map file as the running process will hold it (what a reload starts from)."""
+        write_routes(self.routes_map, {b: m for b, (m, _s) in self._backends.items() if b != without})
+
     def _reload(self) -> None:
+        self._write_routes()
         self.config_path.write_text(self.render())
         check = find_haproxy()
         import subprocess  # local: only reloads need it
@@ -153,19 +188,35 @@ class HAProxyRouter:
                                 text=True, timeout=30, check=False)
         if result.returncode != 0:
             raise ComponentFailed(f"rendered haproxy config is invalid:\n{result.stdout}{result.stderr}")
+        before = self._worker_pid()
         os.kill(self.process.pid, signal.SIGUSR2)  # master-worker: start new worker, drain the old
-        # The new worker owns the admin socket once it answers.
-        self.process.wait_until(lambda: self._answers(), what="haproxy admin socket after reload",
-                                deadline_s=15)
+        # Runtime commands must reach the new worker: the old one may still answer on the shared
+        # admin socket for a moment, and a server added there would vanish with it.
+        self.process.wait_until(lambda: self._worker_pid() not in ("", before),
+                                what="a new haproxy worker on the admin socket after reload", deadline_s=15)
+        self._loaded = set(self._backends)
 
     def _answers(self) -> bool:
+        return self._worker_pid() != ""
+
+    def _worker_pid(self) -> str:
+        """The pid of the worker answering the admin socket ("" when none answers)."""
         try:
-            return "Name:" in self.command("show info")
+            info = self.command("show info")
         except OSError:
-            return False
+            return ""
+        for line in info.splitlines():
+            if line.startswith("Pid:"):
+                return line.split(":", 1)[1].strip()
+        return ""
 
 
-def render_config(bind: str, metrics_bind: str, admin_socket: Path,
+def write_routes(path: Path, models: dict[str, str]) -> None:
+    """backend -> model name, as HAProxy's map file: `<path prefix> <backend>` per line."""
+    path.write_text("".join(f"{route_prefix(m)} {b}\n" for b, m in sorted(models.items())))
+
+
+def render_config(bind: str, metrics_bind: str, admin_socket: Path, routes_map: Path,
                   backends: dict[str, tuple[str, dict[str, tuple[str, int, int]]]]) -> str:
     lines = [
         "global",
@@ -190,9 +241,9 @@ def render_config(bind: str, metrics_bind: str, admin_socket: Path,
         # The emulation's activator names the replica it forwarded to itself: keep that.
         f"  http-response set-header {SERVED_BY_HEADER} %s unless {{ res.hdr({SERVED_BY_HEADER}) -m found }}",
     ]
-    for backend, (model, _servers) in sorted(backends.items()):
-        lines.append(f"  use_backend {backend} if {{ path_beg /v2/models/{model}/ }}")
     lines += [
+        # The prefix the path begins with names the backend; none (a removed service too) -> 404.
+        f"  use_backend %[path,map_beg({routes_map},no_route)]",
         "  default_backend no_route",
         "frontend metrics",
         f"  bind {metrics_bind}",
@@ -217,7 +268,9 @@ def start_router(registry: ProcessRegistry, state: Path, port: int, metrics_port
     admin = home / "admin.sock"
     config = home / "haproxy.cfg"
     bind, metrics_bind = f"{LOOPBACK}:{port}", f"{LOOPBACK}:{metrics_port}"
-    config.write_text(render_config(bind, metrics_bind, admin, {}))
+    routes = home / "routes.map"
+    write_routes(routes, {})
+    config.write_text(render_config(bind, metrics_bind, admin, routes, {}))
     # -W: master-worker, so SIGUSR2 reloads without dropping the listening sockets; -db: foreground.
     proc = registry.start(ManagedProcess("haproxy", [binary, "-W", "-db", "-f", str(config)],
                                          state / "logs" / "haproxy.log"))
