@@ -103,7 +103,10 @@ def _uv() -> list[str]:
 
 def _last_error_lines(text: str, n: int = 15) -> str:
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln.lower() or ln.lstrip().startswith(("×", "╰", "│"))]
+    # uv's resolver explains itself in "×", "│", "╰" lines and its build failures in "Caused by:"
+    # / "cause:" lines: those say which pin to change.
+    errors = [ln for ln in lines if "error" in ln.lower() or "cause" in ln.lower()
+              or ln.lstrip().startswith(("×", "╰", "│"))]
     return "\n".join((errors or lines)[-n:])
 
 

@@ -62,7 +62,9 @@ def _netns_leftovers(cut: dict) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("ending", list(ENDINGS))
+# CI keeps the failing and the interrupted session; the passing one runs nightly (slow).
+@pytest.mark.parametrize("ending", [pytest.param(e, marks=[pytest.mark.slow] if e == "passes" else [])
+                                    for e in ENDINGS])
 def test_chaos_leaves_nothing(tmp_path: Path, ending: str) -> None:
     reason = netns_available()
     if reason:

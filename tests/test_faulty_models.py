@@ -181,6 +181,7 @@ def test_tail_latency_raises_p99_not_median(envs, faulty, work) -> None:
     assert 2 <= slowed <= 40, slowed
 
 
+@pytest.mark.slow  # nightly: the chaos suite's scaled-to-zero cases serve this model in CI
 def test_slow_load_delays_readiness(envs, faulty, work) -> None:
     load_delay_s = SPECS["slow"].load_delay_s
     slow, fast = faulty["slow"], faulty["wrong"]  # the same wrapper, one without a load delay
@@ -198,6 +199,7 @@ def test_slow_load_delays_readiness(envs, faulty, work) -> None:
     assert slow_ready - fast_ready >= 0.6 * load_delay_s, (slow_ready, fast_ready)
 
 
+@pytest.mark.slow  # nightly: the canary and chaos suites log and register faulty models this way in CI
 def test_log_and_register_with_a_tracking_server(envs, base_model, work) -> None:
     """The production path: `log` against a real tracking server, over a registered base model
     (models:/ URI), then the serving role's mlflow 2.10.2 loads the downloaded model version."""

@@ -90,3 +90,22 @@ def test_unknown_row_lists_the_known_ones(tmp_path: Path) -> None:
 def test_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(MatrixError, match="does not exist"):
         load_matrix(tmp_path / "absent.toml")
+
+
+def test_a_failed_env_build_keeps_uvs_cause_lines() -> None:
+    from harness.envs import _last_error_lines
+
+    uv_output = "\n".join([
+        "Resolved 40 packages in 1.2s",
+        "  × Failed to build `scikit-learn==1.2.2`",
+        "  ├─▶ The build backend returned an error",
+        "  ╰─▶ Call to `setuptools.build_meta.build_wheel` failed (exit status: 1)",
+        "      [stderr]",
+        "      numpy/core/include not found",
+        "      hint: This usually indicates a problem with the package or the build environment.",
+        "  Caused by: no wheel for cp311 and the sdist needs Cython<3",
+    ])
+    kept = _last_error_lines(uv_output)
+    assert "Caused by: no wheel for cp311" in kept
+    assert "× Failed to build `scikit-learn==1.2.2`" in kept
+    assert "Resolved 40 packages" not in kept

@@ -145,6 +145,21 @@ class HAProxyRouter:
                     self._expect_ok(self.command(f"set server {backend}/{name} weight {weight}"))
                     current.weight = weight
 
+    def server_stats(self, backend: str) -> dict[str, dict[str, str]]:
+        """HAProxy's own view of a backend's servers (`show stat`): status (UP/DOWN/MAINT...),
+        weight, chkdown (UP->DOWN transitions), lastchg (s since the last), stot (sessions)."""
+        wanted = ("status", "weight", "chkdown", "lastchg", "stot", "check_status")
+        rows = self.command("show stat").lstrip("# ").splitlines()
+        if not rows:
+            return {}
+        header = rows[0].split(",")
+        out: dict[str, dict[str, str]] = {}
+        for line in rows[1:]:
+            row = dict(zip(header, line.split(","), strict=False))
+            if row.get("pxname") == backend and row.get("svname") not in ("BACKEND", "FRONTEND"):
+                out[row["svname"]] = {k: row.get(k, "") for k in wanted}
+        return out
+
     def server_weights(self, backend: str) -> dict[str, int]:
         with self._lock:
             return {n: s.weight for n, s in self._backends[backend][1].items()}
@@ -232,7 +247,11 @@ def render_config(bind: str, metrics_bind: str, admin_socket: Path, routes_map: 
         "  retries 2",
         "  option redispatch 1",
         "  retry-on conn-failure empty-response",
-        "  default-server inter 1s fall 2 rise 1",
+        # Knative's readiness probing: a replica leaves after 3 failed checks (Kubernetes'
+        # failureThreshold default), each allowed 2 s, so a model server busy on a loaded machine
+        # is not taken out (and its share given to the others) for one slow answer.
+        "  timeout check 2s",
+        "  default-server inter 1s fall 3 rise 1",
         "frontend inference",
         f"  bind {bind}",
         "  option http-buffer-request",

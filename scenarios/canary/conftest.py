@@ -28,14 +28,42 @@ def service_manifest(template: dict, name: str, storage_uri: str, *, min_replica
     return manifest
 
 
-@pytest.fixture(scope="module")
-def canary_service(stack, deployment) -> Iterator[str]:
+def _stand_up(stack, deployment, names: list[str]) -> None:
     client: IsvcClient = stack.isvc
     storage_uri = deployment.isvc["spec"]["predictor"]["model"]["storageUri"]
-    client.create_or_patch(service_manifest(deployment.isvc, CANARY_ISVC, storage_uri))
-    client.wait_ready(CANARY_ISVC, deadline_s=stack.config.isvc_deadline_s)
-    yield CANARY_ISVC
-    client.delete(CANARY_ISVC)
+    for name in names:  # created together, so their replicas start side by side
+        client.create_or_patch(service_manifest(deployment.isvc, name, storage_uri))
+    for name in names:
+        client.wait_ready(name, deadline_s=stack.config.isvc_deadline_s)
+
+
+@pytest.fixture(scope="session")
+def canary_services(stack, deployment) -> Iterator[dict[str, list[str]]]:
+    """The canary scenarios' own services, stood up side by side once: two for the judgement
+    (the next scenario's canary comes up on one while the current one is judged on the other) and
+    a fresh one for the split test. Each module deletes its own when done; the session's end
+    deletes whatever is left.
+
+    The split test needs a service whose router backend has no history: after the judgement's
+    dozens of runtime weight changes and server swaps, HAProxy's weighted round robin sent 39% of
+    1000 requests to a canary weighted 30% (twice, every server UP, weights 175/75); a new
+    backend splits 700/300 exactly."""
+    services = {"judgement": [CANARY_ISVC, f"{CANARY_ISVC}-b"], "split": [f"{CANARY_ISVC}-split"]}
+    names = [n for group in services.values() for n in group]
+    try:
+        _stand_up(stack, deployment, names)
+        yield services
+    finally:
+        for name in names:
+            stack.isvc.delete(name)
+
+
+@pytest.fixture(scope="module")
+def canary_service(stack, canary_services) -> Iterator[str]:
+    """The split test's service, deleted when its module is done."""
+    name = canary_services["split"][0]
+    yield name
+    stack.isvc.delete(name)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,10 @@ CANARY_PERCENT of the traffic, drives Locust through the router, and feeds the s
 readings to every judge. The rollout follows the acting judge (the sequential one); every judge is
 graded on its own decision. After every rollback: 100% of traffic on stable, and a load window
 afterwards with zero 5xx. The judge-conformance table goes into the run's report.
+
+Scenarios alternate between two services: while one scenario is judged on one, the next
+scenario's model is made and its canary revision comes up on the other, so a scenario's wall
+time is mostly its judgement.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from harness.judges.base import Decision, JudgeConfig
 from harness.judges.external import load_judge
 from harness.load import start_load
 from harness.pipeline.dataset import holdout_rows
-from harness.traffic.rollout import promote, rollback, split_of, start_canary
+from harness.traffic.rollout import CanaryState, promote, rollback, split_of, start_canary
 
 pytestmark = [pytest.mark.canary, pytest.mark.stack]
 
@@ -33,7 +37,7 @@ TARGET_RPS = 70.0  # total, through the router: a clean canary at 50% needs ~110
 USERS = 10
 INTERVAL_S = 3.0
 OBSERVATION_S = 45.0  # the seed's 15 min / 60 s, scaled to 15 checks of 3 s
-POST_ROLLBACK_S = 5.0
+POST_ROLLBACK_S = 3.0  # ~200 requests at 70 req/s, all of which must avoid a 5xx
 FIRST_REQUEST_DEADLINE_S = 30.0  # Locust's start (imports, parquet) until its first request is logged
 ACTING_JUDGE = "sequential"
 
@@ -84,13 +88,16 @@ class Outcome:
 
 
 class ScenarioRunner:
-    def __init__(self, stack, service: str, make_copy: Callable[[str], str], train_version: str,
-                 judges: dict[str, str], workdir: Path) -> None:
-        self.stack, self.service, self.make_copy = stack, service, make_copy
+    def __init__(self, stack, services: list[str], make_copy: Callable[[str], str], train_version: str,
+                 judges: dict[str, str], workdir: Path, plan: list[Scenario]) -> None:
+        self.stack, self.services, self.make_copy = stack, services, make_copy
         self.train_version, self.judge_specs, self.workdir = train_version, judges, workdir
+        self.plan = plan or list(SCENARIOS)  # the scenarios this session runs, in order
         self.outcomes: dict[str, Outcome] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-model")
+        self._deploy_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-deploy")
         self._prepared: dict[str, Future] = {}
+        self._deploys: dict[str, Future] = {}
         self._lock = threading.Lock()
         rows = holdout_rows(200)
         self.rows_path = workdir / "rows.parquet"
@@ -113,7 +120,33 @@ class ScenarioRunner:
                 self._prepared[scenario.name] = self._pool.submit(self._storage_uri, scenario)
             return self._prepared[scenario.name]
 
+    def service_for(self, scenario: Scenario) -> str:
+        order = self.plan if scenario in self.plan else SCENARIOS
+        return self.services[order.index(scenario) % len(self.services)]
+
+    def _following(self, scenario: Scenario) -> Scenario | None:
+        if scenario not in self.plan:
+            return None
+        at = self.plan.index(scenario) + 1
+        return self.plan[at] if at < len(self.plan) else None
+
+    def _deploy(self, scenario: Scenario) -> tuple[CanaryState, float]:
+        storage_uri = self._prepare(scenario).result(timeout=self.stack.config.isvc_deadline_s)
+        started = time.monotonic()
+        state = start_canary(self.stack.isvc, self.service_for(scenario), storage_uri, CANARY_PERCENT,
+                             deadline_s=self.stack.config.isvc_deadline_s)
+        return state, time.monotonic() - started
+
+    def _deploy_ahead(self, scenario: Scenario) -> Future:
+        """The scenario's canary revision at CANARY_PERCENT on its service, in the background (one
+        at a time): started while the scenario before it, on the other service, is judged."""
+        with self._lock:
+            if scenario.name not in self._deploys:
+                self._deploys[scenario.name] = self._deploy_pool.submit(self._deploy, scenario)
+            return self._deploys[scenario.name]
+
     def close(self) -> None:
+        self._deploy_pool.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def run(self, scenario: Scenario) -> Outcome:
@@ -130,31 +163,35 @@ class ScenarioRunner:
             phases[name] = round(now - clock, 1)
             clock = now
 
-        storage_uri = self._prepare(scenario).result(timeout=deadline)
-        following = SCENARIOS.index(scenario) + 1 if scenario in SCENARIOS else len(SCENARIOS)
-        if following < len(SCENARIOS):
-            self._prepare(SCENARIOS[following])  # overlaps this scenario's judgement
-        lap("model")
+        service = self.service_for(scenario)
+        deploying = self._deploy_ahead(scenario)  # already under way unless this is the first
+        following = self._following(scenario)
+        if following is not None:
+            self._prepare(following)  # its model, while this scenario runs
         users = USERS if scenario.rps >= USERS else 1
-        # Locust starts (a few seconds of imports) while the canary revision comes up; until the
-        # split is set its requests go to the stable, which the judgement does not count.
-        load = start_load(stack.inference_base_url(self.service), self.service, self.rows_path, users=users,
+        # Locust starts (a few seconds of imports) while the canary revision comes up, if it is not
+        # up yet; until the split is set its requests go to the stable, which no judge counts.
+        load = start_load(stack.inference_base_url(service), service, self.rows_path, users=users,
                           spawn_rate=users, duration_s=OBSERVATION_S + deadline + 60, target_rps=scenario.rps,
                           out_dir=self.workdir / scenario.name)
         stop_event = threading.Event()
         fault_thread = None
         try:
-            state = start_canary(client, self.service, storage_uri, CANARY_PERCENT, deadline_s=deadline)
-            lap("deploy")
-            _wait_for_first_request(load, FIRST_REQUEST_DEADLINE_S)
+            state, deploy_s = deploying.result(timeout=2 * deadline)
+            lap("deploy-wait")
+            phases["deploy-took"] = round(deploy_s, 1)
+            if following is not None and self.service_for(following) != service:
+                self._deploy_ahead(following)  # on the other service, during this judgement
+            load.wait_for_first_request(FIRST_REQUEST_DEADLINE_S)
+            lap("first-request")
             judges = {name: load_judge(spec, CONFIG) for name, spec in self.judge_specs.items()}
             if scenario.during:
-                fault_thread = threading.Thread(target=self._fault, args=(scenario.during, state.canary, stop_event),
+                fault_thread = threading.Thread(target=self._fault, args=(scenario.during, service, state.canary, stop_event),
                                                 daemon=True)
                 fault_thread.start()
             judgement = observe_and_judge(
                 judges, prometheus_url=stack.prometheus_url, dialect=stack.metric_dialect,
-                canary=RevisionQueries(self.service, state.canary), stable=RevisionQueries(self.service, state.stable),
+                canary=RevisionQueries(service, state.canary), stable=RevisionQueries(service, state.stable),
                 interval_s=INTERVAL_S, deadline_s=OBSERVATION_S)
         except BaseException:
             load.kill()
@@ -168,9 +205,9 @@ class ScenarioRunner:
         lap("judgement")
         acting = judgement.records[ACTING_JUDGE].verdict
         if acting is not None and acting.decision is Decision.PROMOTE:
-            isvc, action = promote(client, self.service, state, deadline_s=deadline), "promote"
+            isvc, action = promote(client, service, state, deadline_s=deadline), "promote"
         else:  # rollback, inconclusive, or no verdict: never promote on missing evidence
-            isvc, action = rollback(client, self.service, state, deadline_s=deadline), "rollback"
+            isvc, action = rollback(client, service, state, deadline_s=deadline), "rollback"
         lap(action)
         settled = time.time() + 1.0  # the router's weights follow the status within a reconcile
         time.sleep(1.0 + POST_ROLLBACK_S)
@@ -192,31 +229,15 @@ class ScenarioRunner:
         self.outcomes[scenario.name] = outcome
         return outcome
 
-    def _fault(self, kind: str, canary: str, stop: threading.Event) -> None:
+    def _fault(self, kind: str, service: str, canary: str, stop: threading.Event) -> None:
         if stop.wait(9.0):  # let the judges see the canary serve first
             return
         if kind == "stop-prometheus":
             self.stack.fault_stop_prometheus()
             return
         while not stop.is_set():  # crash loop: every time the replica comes back, it dies again
-            self.stack.fault_kill_revision(self.service, canary)
+            self.stack.fault_kill_revision(service, canary)
             stop.wait(0.5)
-
-
-def _wait_for_first_request(load, deadline_s: float) -> None:
-    """Until Locust's event log holds a request (its users are up), at most deadline_s."""
-    until = time.monotonic() + deadline_s
-    while time.monotonic() < until:
-        if not load.running():
-            raise RuntimeError(f"locust exited before its first request; see {load.out_dir}")
-        try:
-            with open(load.events_path, "rb") as fh:
-                if any(b'"status"' in line for line in fh):
-                    return
-        except FileNotFoundError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"no request logged by locust within {deadline_s:.0f}s; see {load.out_dir}")
 
 
 @pytest.fixture(scope="module")
@@ -229,18 +250,36 @@ def judge_specs(pytestconfig) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runner(stack, canary_service, model_copies, pipeline_run, judge_specs, tmp_path_factory, run_report):
+def runner(request, stack, canary_services, model_copies, pipeline_run, judge_specs, tmp_path_factory, run_report):
     train = pipeline_run.task("train-model")
     version = str(int(float(train["parameters"].get("registered_model_version")
                             or train["artifacts"]["model_output"]["metadata"]["registered_model_version"])))
-    runner = ScenarioRunner(stack, canary_service, model_copies, version, judge_specs,
-                            tmp_path_factory.mktemp("canary"))
+    runner = ScenarioRunner(stack, canary_services["judgement"], model_copies, version, judge_specs,
+                            tmp_path_factory.mktemp("canary"), plan=_session_plan(request))
     try:
         yield runner
     finally:
         runner.close()
+        for name in canary_services["judgement"]:  # this module's; the split test has its own
+            stack.isvc.delete(name)
     if run_report is not None and runner.outcomes:
         run_report.add_artifact("judge-conformance.md", conformance_table(runner.outcomes))
+
+
+def _session_plan(request) -> list[Scenario]:
+    """The scenarios this session's selected tests use, in the order they run (what to prepare
+    ahead: never a canary for a scenario no test asks for)."""
+    plan: list[Scenario] = []
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if item.module is not request.module:
+            continue
+        scenario = callspec.params.get("scenario") if callspec is not None else None
+        if scenario is None and item.originalname == "test_healthy_canary_is_promoted":
+            scenario = SCENARIOS[0]
+        if scenario is not None and scenario not in plan:
+            plan.append(scenario)
+    return plan
 
 
 def conformance_table(outcomes: dict[str, Outcome]) -> str:
@@ -253,8 +292,9 @@ def conformance_table(outcomes: dict[str, Outcome]) -> str:
             right = Decision(verdict["decision"]) in outcome.scenario.expect
             lines.append(f"| {name} | {judge} | {verdict['decision']} | {outcome.decided_at[judge]} | "
                          f"{'right' if right else 'WRONG'} | {(verdict['reasons'] or [''])[0][:160]} |")
-    lines += ["", ("Wall time per scenario, seconds (model: making the canary's model, in the background "
-                  "while the scenario before it ran; deploy: the canary revision ready at its percent):"), ""]
+    lines += ["", ("Wall time per scenario, seconds (deploy-wait: waiting for the canary revision, ready at its "
+                  "percent, which came up on the other service while the scenario before was judged; "
+                  "deploy-took: how long that took; first-request: Locust's start):"), ""]
     for name, outcome in outcomes.items():
         lines.append(f"- {name}: " + ", ".join(f"{k} {v:g}" for k, v in outcome.phases_s.items()))
     return "\n".join(lines) + "\n"

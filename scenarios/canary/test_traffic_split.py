@@ -3,13 +3,14 @@ revision (within 5 points over 1000 requests), removing the field promotes, 0 ro
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from harness.pipeline.dataset import holdout_rows
 from harness.serving.v2 import v2_request
-from harness.traffic.haproxy import SERVED_BY_HEADER, revision_of
+from harness.traffic.haproxy import SERVED_BY_HEADER, backend_name, revision_of
 from harness.traffic.rollout import promote, rollback, split_of, start_canary
 
 pytestmark = [pytest.mark.canary, pytest.mark.stack]
@@ -17,16 +18,25 @@ pytestmark = [pytest.mark.canary, pytest.mark.stack]
 REQUESTS = 1000
 
 
+CLIENTS = 4  # concurrent clients: the router's weighted round robin splits per request either way
+
+
 def _served_by(stack, name: str, n: int) -> Counter:
     body = v2_request(holdout_rows(1))
     url = f"{stack.inference_base_url(name)}/v2/models/{name}/infer"
-    counts: Counter = Counter()
-    with requests.Session() as session:
-        for _ in range(n):
-            resp = session.post(url, json=body, timeout=10)
-            assert resp.status_code == 200, resp.text[:500]
-            counts[revision_of(resp.headers[SERVED_BY_HEADER])] += 1
-    return counts
+
+    def send(count: int) -> Counter:
+        counts: Counter = Counter()
+        with requests.Session() as session:
+            for _ in range(count):
+                resp = session.post(url, json=body, timeout=10)
+                assert resp.status_code == 200, resp.text[:500]
+                counts[revision_of(resp.headers[SERVED_BY_HEADER])] += 1
+        return counts
+
+    shares = [n // CLIENTS + (1 if i < n % CLIENTS else 0) for i in range(CLIENTS)]
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        return sum(pool.map(send, shares), Counter())
 
 
 def test_canary_percent_promote_and_rollback_at_the_router(stack, canary_service, model_copies, seam) -> None:
@@ -38,10 +48,13 @@ def test_canary_percent_promote_and_rollback_at_the_router(stack, canary_service
     with seam.check("canary-split", f"canaryTrafficPercent 30 sends 30% (+-5) of {REQUESTS} requests to the "
                                     "new revision, the rest to the rolled-out one") as ev:
         state = start_canary(client, canary_service, model_copies("split-v2"), 30, deadline_s=deadline)
+        backend = backend_name(stack.namespace, canary_service)
+        router_before = stack.router.server_stats(backend)
         counts = _served_by(stack, canary_service, REQUESTS)
         share = 100 * counts[state.canary] / REQUESTS
         ev.update(canary=state.canary, stable=state.stable, status_split=split_of(state.isvc),
-                  served=dict(counts), canary_share_percent=round(share, 1))
+                  served=dict(counts), canary_share_percent=round(share, 1),
+                  router_before=router_before, router_after=stack.router.server_stats(backend))
         assert set(counts) <= {state.canary, state.stable}, counts
         assert abs(share - 30) <= 5, share
     with seam.check("canary-promote", "removing canaryTrafficPercent sends 100% to the new revision and makes "
