@@ -34,6 +34,8 @@ MARKERS = {
     "gpu": "needs a GPU (the training step's accelerator request really satisfied)",
     "slow": "slow: nightly target rather than every CI run",
     "stack": "needs the stack of the chosen profile (started once per session)",
+    "chaos_side_by_side": ("chaos_side_by_side(key, experiment, variables): the test reads the journal of "
+                           "that experiment run, which runs beside the session's other marked runs"),
 }
 
 # option dest -> (flag, env var, default, help)

@@ -1,7 +1,10 @@
-"""Run an experiment file through chaoslib exactly as `chaos run` does, and read its journal.
+"""Run experiment files with Chaos Toolkit's own `chaos run`, in subprocesses, and read their
+journals: the suite runs every experiment exactly as a user runs it by hand, against the
+session's control (its URL and token in the environment).
 
 Rollbacks run with the "always" strategy: a method that fails half-way (or a deviated steady
-state) must still lift its faults; `chaos run --rollback-strategy always` is the by-hand twin.
+state) must still lift its faults. Each run is a process of its own session: a terminal's Ctrl-C
+reaches it once, from us, so its rollbacks run; a SIGTERM to pytest does the same.
 """
 from __future__ import annotations
 
@@ -50,38 +53,10 @@ def experiment_files() -> list[Path]:
     return sorted(EXPERIMENTS_DIR.glob("*.json"))
 
 
-def run_experiment_file(path: Path, *, variables: dict[str, Any] | None = None,
-                        journal_path: Path | None = None) -> Journal:
-    from chaoslib.experiment import run_experiment
-    from chaoslib.loader import load_experiment
-
-    settings: dict[str, Any] = {"runtime": {"rollbacks": {"strategy": "always"}}}
-    experiment = load_experiment(str(path), settings)
-    journal = Journal(run_experiment(experiment, settings=settings,
-                                     experiment_vars=(dict(variables or {}), {})))
-    if journal_path is not None:
-        journal_path.parent.mkdir(parents=True, exist_ok=True)
-        journal_path.write_text(json.dumps(journal, indent=2, default=str))
-    if journal.get("status") == "interrupted":
-        # chaoslib swallows Ctrl-C (after its rollbacks); the suite must still stop.
-        raise KeyboardInterrupt(f"experiment {path.name} was interrupted")
-    return journal
-
-
-def run_scenario(name: str, journal_dir: Path, *, variables: dict[str, Any] | None = None,
-                 journal_name: str | None = None) -> Journal:
-    """Run scenarios/chaos/<name>.json, keep its journal, and require that it completed with its
-    steady state held (what every scenario test needs before it looks at the evidence)."""
-    journal = run_experiment_file(EXPERIMENTS_DIR / f"{name}.json", variables=variables,
-                                  journal_path=journal_dir / f"{journal_name or name}.json")
-    if journal.get("status") != "completed" or journal.get("deviated"):
-        raise AssertionError(f"experiment {name}: status {journal.get('status')}, deviated "
-                             f"{journal.get('deviated')}: {journal.failures()}")
-    return journal
-
-
 #: How long an interrupted `chaos run` gets for its rollbacks before it is killed.
 ROLLBACK_GRACE_S = 120.0
+#: The longest an experiment may run (the scaled-to-zero ones take ~2 min on two busy cores).
+EXPERIMENT_DEADLINE_S = 900.0
 
 
 def chaos_cli() -> str:
@@ -95,17 +70,16 @@ def chaos_cli() -> str:
 
 @dataclass
 class ChaosRun:
-    """One experiment run by `chaos run` in a subprocess of its own session (so a terminal's
-    Ctrl-C reaches it once, from us, and its rollbacks run)."""
+    """One experiment run by `chaos run` in a subprocess of its own session."""
 
     key: str
-    name: str
+    experiment: Path
     journal_path: Path
     log_path: Path
     process: subprocess.Popen
 
     @classmethod
-    def start(cls, key: str, name: str, journal_dir: Path, variables: dict[str, Any]) -> ChaosRun:
+    def start(cls, key: str, experiment: Path, journal_dir: Path, variables: dict[str, Any]) -> ChaosRun:
         files = journal_dir / "runs"  # beside the journals, not among them (those go to the report)
         files.mkdir(parents=True, exist_ok=True)
         var_file = files / f"{key}.vars.json"
@@ -113,15 +87,19 @@ class ChaosRun:
         # (and silently runs the defaults from a flat mapping).
         var_file.write_text(json.dumps({"configuration": variables}))
         journal, log = journal_dir / f"{key}.json", files / f"{key}.log"
+        journal.unlink(missing_ok=True)
         argv = [chaos_cli(), "--no-version-check", "--log-file", str(log), "run", "--rollback-strategy", "always",
-                "--var-file", str(var_file), "--journal-path", str(journal), str(EXPERIMENTS_DIR / f"{name}.json")]
+                "--var-file", str(var_file), "--journal-path", str(journal), str(experiment)]
         with open(files / f"{key}.out", "wb") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
                                        start_new_session=True)
-        return cls(key, name, journal, log, process)
+        return cls(key, experiment, journal, log, process)
+
+    def running(self) -> bool:
+        return self.process.poll() is None
 
     def interrupt(self) -> None:
-        if self.process.poll() is None:
+        if self.running():
             os.killpg(self.process.pid, signal.SIGINT)  # chaos runs its rollbacks on Ctrl-C
 
     def stop(self) -> None:
@@ -140,58 +118,87 @@ class ChaosRun:
                 parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-chars:]}")
         return "\n".join(parts)
 
+    def read_journal(self) -> Journal:
+        """The journal as `chaos run` wrote it, whatever the experiment's outcome."""
+        if not self.journal_path.exists():
+            raise AssertionError(f"experiment {self.experiment.name} ({self.key}): `chaos run` exited "
+                                 f"{self.process.returncode} without a journal\n{self.log_tail()}")
+        return Journal(json.loads(self.journal_path.read_text()))
+
     def journal(self) -> Journal:
         """The completed experiment's journal; its failures (with the log's tail) otherwise."""
-        if not self.journal_path.exists():
-            raise AssertionError(f"experiment {self.name} ({self.key}): `chaos run` exited "
-                                 f"{self.process.returncode} without a journal\n{self.log_tail()}")
-        journal = Journal(json.loads(self.journal_path.read_text()))
+        journal = self.read_journal()
         if journal.get("status") != "completed" or journal.get("deviated"):
-            raise AssertionError(f"experiment {self.name} ({self.key}): status {journal.get('status')}, deviated "
-                                 f"{journal.get('deviated')}: {journal.failures()}\n{self.log_tail()}")
+            raise AssertionError(f"experiment {self.experiment.name} ({self.key}): status {journal.get('status')}, "
+                                 f"deviated {journal.get('deviated')}: {journal.failures()}\n{self.log_tail()}")
         return journal
 
 
-def run_scenarios_side_by_side(runs: dict[str, tuple[str, dict[str, Any]]], journal_dir: Path, *,
-                               deadline_s: float, at_once: int = 2) -> dict[str, Journal | AssertionError]:
-    """Run experiments side by side, each with `chaos run` (key -> (experiment name, variables)),
-    at most ``at_once`` at a time, against the control in this process's environment; wait for
-    all, at most deadline_s. Returns each key's journal, or the AssertionError that says why it
-    did not complete. Interrupted (Ctrl-C, SIGTERM) or past the deadline, every run is
-    interrupted so its rollbacks lift its faults.
-
-    ``at_once``: each run is a stack's worth of model servers and a Locust; on two cores, four at
-    once stretched cold starts and deploys past what the scenarios measure (two do not)."""
+def _run_all(runs: list[tuple[str, Path, dict[str, Any]]], journal_dir: Path, *, deadline_s: float,
+             at_once: int) -> list[ChaosRun]:
+    """Start the runs, at most ``at_once`` at a time, and wait for all, at most deadline_s.
+    Interrupted (Ctrl-C, SIGTERM) or past the deadline, every run is interrupted so its rollbacks
+    lift its faults; an experiment that `chaos run` reports interrupted stops the suite too."""
     if at_once < 1:
         raise ValueError("at_once must be >= 1")
     started: list[ChaosRun] = []
-    waiting = list(runs.items())
+    waiting = list(runs)
     try:
         until = time.monotonic() + deadline_s
-        while waiting or any(run.process.poll() is None for run in started):
-            while waiting and sum(run.process.poll() is None for run in started) < at_once:
-                key, (name, variables) = waiting.pop(0)
-                started.append(ChaosRun.start(key, name, journal_dir, variables))
+        while waiting or any(run.running() for run in started):
+            while waiting and sum(run.running() for run in started) < at_once:
+                key, experiment, variables = waiting.pop(0)
+                started.append(ChaosRun.start(key, experiment, journal_dir, variables))
             if time.monotonic() > until:
-                late = [run for run in started if run.process.poll() is None]
+                late = [run for run in started if run.running()]
                 for run in late:
                     run.stop()
                 raise TimeoutError(f"experiments {[r.key for r in late]} still running after {deadline_s:.0f}s "
                                    f"(interrupted, rollbacks run):\n" + "\n".join(r.log_tail() for r in late))
-            time.sleep(0.5)
+            time.sleep(0.25)
     except BaseException:
         for run in started:
             run.interrupt()
         for run in started:
             run.stop()
         raise
+    for run in started:
+        if run.journal_path.exists() and run.read_journal().get("status") == "interrupted":
+            raise KeyboardInterrupt(f"experiment {run.experiment.name} ({run.key}) was interrupted")
+    return started
+
+
+def run_experiment_file(path: Path, *, journal_path: Path, variables: dict[str, Any] | None = None,
+                        deadline_s: float = EXPERIMENT_DEADLINE_S) -> Journal:
+    """Run one experiment file with `chaos run` and return its journal, whatever its outcome."""
+    (run,) = _run_all([(journal_path.stem, path, dict(variables or {}))], journal_path.parent,
+                      deadline_s=deadline_s, at_once=1)
+    return run.read_journal()
+
+
+def run_scenario(name: str, journal_dir: Path, *, variables: dict[str, Any] | None = None,
+                 journal_name: str | None = None) -> Journal:
+    """Run scenarios/chaos/<name>.json, keep its journal, and require that it completed with its
+    steady state held (what every scenario test needs before it looks at the evidence)."""
+    (run,) = _run_all([(journal_name or name, EXPERIMENTS_DIR / f"{name}.json", dict(variables or {}))],
+                      journal_dir, deadline_s=EXPERIMENT_DEADLINE_S, at_once=1)
+    return run.journal()
+
+
+def run_scenarios_side_by_side(runs: dict[str, tuple[str, dict[str, Any]]], journal_dir: Path, *,
+                               deadline_s: float = EXPERIMENT_DEADLINE_S,
+                               at_once: int = 2) -> dict[str, Journal | AssertionError]:
+    """Run experiments side by side (key -> (experiment name, variables)), at most ``at_once`` at
+    a time; returns each key's completed journal, or the AssertionError that says why not.
+
+    ``at_once``: each run is a stack's worth of model servers and a Locust; on two cores, four at
+    once stretched cold starts and deploys past what the scenarios measure (two do not)."""
+    started = _run_all([(key, EXPERIMENTS_DIR / f"{name}.json", variables) for key, (name, variables) in runs.items()],
+                       journal_dir, deadline_s=deadline_s, at_once=at_once)
     results: dict[str, Journal | AssertionError] = {}
     for run in started:
         try:
             results[run.key] = run.journal()
         except AssertionError as exc:
             results[run.key] = exc
-        if run.journal_path.exists() and Journal(json.loads(run.journal_path.read_text())).get(
-                "status") == "interrupted":
-            raise KeyboardInterrupt(f"experiment {run.name} ({run.key}) was interrupted")
     return results

@@ -236,7 +236,10 @@ def render_config(bind: str, metrics_bind: str, admin_socket: Path, routes_map: 
     lines = [
         "global",
         f"  stats socket {admin_socket} mode 600 level admin expose-fd listeners",
-        "  hard-stop-after 10s",
+        # After a reload the old worker finishes what it holds: longer than the activator holds a
+        # request for a cold start (60 s) and than the server timeout, or a new service's reload
+        # would cut another service's held requests ("connection closed" after 10 s, seen).
+        "  hard-stop-after 2m",
         "defaults",
         "  mode http",
         "  timeout connect 2s",

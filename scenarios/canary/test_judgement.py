@@ -56,16 +56,24 @@ class Scenario:
     during: str = ""  # "" | "stop-prometheus" | "kill-canary"
     # judge -> why that judge is known to get this scenario wrong (strict xfail)
     known_wrong: dict = field(default_factory=dict)
+    nightly: bool = False  # marked slow: `pytest -m canary` runs it, CI (not slow) does not
 
 
+def _marks(scenario: Scenario) -> list:
+    return [pytest.mark.slow] if scenario.nightly else []
+
+
+# Each scenario costs about a minute of judgement; CI (under 25 minutes on two cores) runs the
+# promotion, the error rollback and the dead canary (the seed's blind spot); the latency, traffic
+# and Prometheus scenarios run nightly and in every `pytest -m canary`.
 SCENARIOS = [
     Scenario("healthy", None, frozenset({Decision.PROMOTE})),
     Scenario("errors-10pct", FaultSpec.error(0.10), frozenset({Decision.ROLLBACK})),
-    Scenario("tail-latency", FaultSpec.tail_latency(0.05, 1.0), frozenset({Decision.ROLLBACK})),
-    Scenario("too-little-traffic", None, frozenset({Decision.INCONCLUSIVE}), rps=1.0,
+    Scenario("tail-latency", FaultSpec.tail_latency(0.05, 1.0), frozenset({Decision.ROLLBACK}), nightly=True),
+    Scenario("too-little-traffic", None, frozenset({Decision.INCONCLUSIVE}), rps=1.0, nightly=True,
              known_wrong={"seed": "the seed keeps insufficient-traffic checks in the denominator, so a canary "
                                   "nobody measured is rolled back instead of reported inconclusive"}),
-    Scenario("prometheus-stopped", None, frozenset(NOT_PROMOTE), during="stop-prometheus"),
+    Scenario("prometheus-stopped", None, frozenset(NOT_PROMOTE), during="stop-prometheus", nightly=True),
     Scenario("canary-killed", None, frozenset({Decision.ROLLBACK}), during="kill-canary",
              known_wrong={"seed": "the seed reads a query with no data as 0 and pools revisions: a dead canary "
                                   "looks healthy"}),
@@ -303,7 +311,7 @@ def conformance_table(outcomes: dict[str, Outcome]) -> str:
 def _judge_cases():
     for scenario in SCENARIOS:
         for judge in ("seed", "sequential"):
-            marks = []
+            marks = _marks(scenario)
             if judge in scenario.known_wrong:
                 marks.append(pytest.mark.xfail(strict=True, reason=scenario.known_wrong[judge]))
             yield pytest.param(scenario, judge, id=f"{scenario.name}-{judge}", marks=marks)
@@ -322,7 +330,8 @@ def test_judge_decides_right(runner, scenario: Scenario, judge: str, seam) -> No
         assert Decision(verdict["decision"]) in scenario.expect, verdict["reasons"][:2]
 
 
-@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s.name != "healthy"], ids=lambda s: s.name)
+@pytest.mark.parametrize("scenario", [pytest.param(s, id=s.name, marks=_marks(s))
+                                      for s in SCENARIOS if s.name != "healthy"])
 def test_rollback_restores_stable(runner, scenario: Scenario, seam) -> None:
     outcome = runner.run(scenario)
     with seam.check(f"rollback:{scenario.name}", "after the rollback: 100% of traffic on stable and a load "

@@ -14,8 +14,9 @@ from harness.traffic.haproxy import revision_of
 pytestmark = [pytest.mark.chaos, pytest.mark.stack]
 
 
-def test_one_of_two_stable_replicas_killed(chaos_control, journal_dir, seam) -> None:
-    journal = run_scenario("stable-replica-killed", journal_dir)
+@pytest.mark.chaos_side_by_side("stable-replica-killed", "stable-replica-killed", {})  # its own service
+def test_one_of_two_stable_replicas_killed(chaos_control, side_by_side, seam) -> None:
+    journal = side_by_side.journal("stable-replica-killed")
     killed = journal.output("kill-one-replica")
     load = journal.output("load-under-kill")
     _meta, events, _end = read_events(Path(load["events"]))

@@ -6,8 +6,8 @@ canaryTrafficPercent 0) and its three documented fixes, each changing one value.
 what the experiment's probes saw; the Locust event log, the API server's status read by the test's
 own client and the emulation's event record are the independent evidence.
 
-The selected cases run side by side, each as Chaos Toolkit's own `chaos run` against the session's
-control (each on a service of its own), so four cases cost about what one does.
+The selected cases run side by side (two at a time, each with Chaos Toolkit's own `chaos run`, on a
+service of its own) together with the session's other such runs (fixtures/chaos.py: SideBySide).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.chaos.runner import Journal, run_scenarios_side_by_side
+from harness.chaos.runner import Journal
 from harness.load import RequestEvent, read_events
 from harness.traffic.haproxy import revision_of
 
@@ -35,6 +35,10 @@ class Case:
     rollback_by: str
     restores: bool  # what the issue says: the seed's case fails, each fix restores service
     known_wrong: str = ""  # why the claim does not hold here (a strict xfail)
+
+    @property
+    def key(self) -> str:  # the journal's name
+        return f"{EXPERIMENT}-{self.id}"
 
     @property
     def service(self) -> str:
@@ -77,27 +81,15 @@ class Outcome:
 NIGHTLY = {"min", "uri"}
 
 
-@pytest.fixture(scope="module")
-def journals(request, chaos_control, journal_dir) -> dict[str, Journal | AssertionError]:
-    """Every case this session selected, run at once; journal name -> journal (or why it failed)."""
-    selected: dict[str, Case] = {}
-    for item in request.session.items:
-        callspec = getattr(item, "callspec", None)
-        if item.module is request.module and callspec is not None and "outcome" in callspec.params:
-            case = callspec.params["outcome"]
-            selected[case.id] = case
-    return run_scenarios_side_by_side(
-        {f"{EXPERIMENT}-{case.id}": (EXPERIMENT, case.variables()) for case in selected.values()},
-        journal_dir, deadline_s=900)
+def _marks(case: Case) -> list:
+    marks = [pytest.mark.chaos_side_by_side(case.key, EXPERIMENT, case.variables())]
+    return marks + ([pytest.mark.slow] if case.id in NIGHTLY else [])
 
 
-@pytest.fixture(scope="module", params=[pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.id in NIGHTLY else [])
-                                        for c in CASES])
-def outcome(request, journals, chaos_control) -> Outcome:
+@pytest.fixture(scope="module", params=[pytest.param(c, id=c.id, marks=_marks(c)) for c in CASES])
+def outcome(request, side_by_side, chaos_control) -> Outcome:
     case: Case = request.param
-    journal = journals[f"{EXPERIMENT}-{case.id}"]
-    if isinstance(journal, AssertionError):
-        raise journal
+    journal = side_by_side.journal(case.key)
     _meta, events, _end = read_events(Path(journal.output("load-during-rollback")["events"]))
     own_events = [e for e in chaos_control.profile.emulation.events() if e["name"] == case.service]
     return Outcome(case, journal, events, own_events)
