@@ -97,6 +97,9 @@ def _run_local(runner_python: str, pipeline_python: str, tmp_path: Path, params:
     (tmp_path / "params.json").write_text(json.dumps(params))
     env = _role_env(stack_env)
     env["KUBECONFIG"] = kubeconfig
+    # kfp's lightweight components `mktemp -d` a folder per task and leave it: keep them in ours.
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp_path / "tmp")
     proc = subprocess.run(
         [runner_python, "-m", "harness.pipeline.run_local", "--component-python", pipeline_python,
          "--pipeline-root", str(tmp_path / "root"), "--params", str(tmp_path / "params.json"),

@@ -238,20 +238,22 @@ def cmd_train_save(args):
     import pandas as pd
     from mlflow.models import infer_signature
 
-    # Saving may open the default tracking store (./mlruns): keep it in a scratch folder.
-    mlflow.set_tracking_uri("file://" + tempfile.mkdtemp(prefix="seamcheck-mlruns-"))
-    holdout = pd.read_parquet(args.input)
-    steps = {}
-    out = {"versions": _versions(), "steps": steps}
-    clf, X, _y = _train()
-    with _step(steps, "save") as sv:
-        shutil.rmtree(args.out, ignore_errors=True)
-        mlflow.sklearn.save_model(clf, args.out, signature=infer_signature(X, clf.predict(X)))
-        sv["files"] = sorted(os.listdir(args.out))
-    with _step(steps, "predict") as pr:
-        pr["predictions"] = _predict(args.out, holdout)
-    out["path"] = args.out
-    return out
+    # Saving may open the default tracking store (./mlruns): keep it in a scratch folder, gone
+    # when the probe is (it outlived every run before).
+    with tempfile.TemporaryDirectory(prefix="seamcheck-mlruns-") as scratch:
+        mlflow.set_tracking_uri("file://" + scratch)
+        holdout = pd.read_parquet(args.input)
+        steps = {}
+        out = {"versions": _versions(), "steps": steps}
+        clf, X, _y = _train()
+        with _step(steps, "save") as sv:
+            shutil.rmtree(args.out, ignore_errors=True)
+            mlflow.sklearn.save_model(clf, args.out, signature=infer_signature(X, clf.predict(X)))
+            sv["files"] = sorted(os.listdir(args.out))
+        with _step(steps, "predict") as pr:
+            pr["predictions"] = _predict(args.out, holdout)
+        out["path"] = args.out
+        return out
 
 
 def main(argv=None) -> int:
