@@ -42,9 +42,9 @@ from harness.traffic.rollout import split_of
 __all__ = ["ChaosContext", "ChaosControl", "ControlError"]
 
 
-#: Lines of a pipeline run's log worth carrying into the journal: MLflow's failure and retries.
 #: Locust's start (imports, its users) until its first request, on a busy machine.
 FIRST_REQUEST_DEADLINE_S = 60.0
+#: Lines of a pipeline run's log worth carrying into the journal: MLflow's failure and retries.
 _LOG_MARKERS = ("could not log to MLflow", "Retrying (", "Max retries exceeded", "ConnectionError",
                 "Connection refused", "timed out")
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ class ChaosRun:
     journal_path: Path
     log_path: Path
     process: subprocess.Popen
+    _journal: Journal | None = field(default=None, repr=False)  # read once, after the run
 
     @classmethod
     def start(cls, key: str, experiment: Path, journal_dir: Path, variables: dict[str, Any]) -> ChaosRun:
@@ -120,10 +121,12 @@ class ChaosRun:
 
     def read_journal(self) -> Journal:
         """The journal as `chaos run` wrote it, whatever the experiment's outcome."""
-        if not self.journal_path.exists():
-            raise AssertionError(f"experiment {self.experiment.name} ({self.key}): `chaos run` exited "
-                                 f"{self.process.returncode} without a journal\n{self.log_tail()}")
-        return Journal(json.loads(self.journal_path.read_text()))
+        if self._journal is None:
+            if not self.journal_path.exists():
+                raise AssertionError(f"experiment {self.experiment.name} ({self.key}): `chaos run` exited "
+                                     f"{self.process.returncode} without a journal\n{self.log_tail()}")
+            self._journal = Journal(json.loads(self.journal_path.read_text()))
+        return self._journal
 
     def journal(self) -> Journal:
         """The completed experiment's journal; its failures (with the log's tail) otherwise."""
@@ -149,10 +152,8 @@ def _run_all(runs: list[tuple[str, Path, dict[str, Any]]], journal_dir: Path, *,
             while waiting and sum(run.running() for run in started) < at_once:
                 key, experiment, variables = waiting.pop(0)
                 started.append(ChaosRun.start(key, experiment, journal_dir, variables))
-            if time.monotonic() > until:
+            if time.monotonic() > until:  # the handler below interrupts and stops them
                 late = [run for run in started if run.running()]
-                for run in late:
-                    run.stop()
                 raise TimeoutError(f"experiments {[r.key for r in late]} still running after {deadline_s:.0f}s "
                                    f"(interrupted, rollbacks run):\n" + "\n".join(r.log_tail() for r in late))
             time.sleep(0.25)

@@ -118,16 +118,14 @@ class HAProxyRouter:
         """Unroute the service (its path answers 404 again) and drain its servers, without a reload."""
         name = backend_name(namespace, isvc)
         with self._lock:
-            entry = self._backends.get(name)
+            entry = self._backends.pop(name, None)
             if entry is None:
                 return
             model, servers = entry
-            self._write_routes(without=name)
+            self._write_routes()
             self._expect_ok(self.command(f"del map {self.routes_map} {route_prefix(model)}"))
-            for server in list(servers):
+            for server in servers:
                 self._del_server(name, server)
-                servers.pop(server)
-            del self._backends[name]
 
     def set_servers(self, backend: str, wanted: dict[str, tuple[str, int, int]]) -> None:
         """Make the backend's servers exactly `wanted` (name -> (address, port, weight))."""
@@ -189,9 +187,9 @@ class HAProxyRouter:
                              {b: (m, {n: (s.address, s.port, s.weight) for n, s in srv.items()})
                               for b, (m, srv) in self._backends.items()})
 
-    def _write_routes(self, without: str = "") -> None:
+    def _write_routes(self) -> None:
         """The map file as the running process will hold it (what a reload starts from)."""
-        write_routes(self.routes_map, {b: m for b, (m, _s) in self._backends.items() if b != without})
+        write_routes(self.routes_map, {b: m for b, (m, _s) in self._backends.items()})
 
     def _reload(self) -> None:
         self._write_routes()
