@@ -36,6 +36,10 @@ MARKERS = {
     "stack": "needs the stack of the chosen profile (started once per session)",
     "chaos_side_by_side": ("chaos_side_by_side(key, experiment, variables): the test reads the journal of "
                            "that experiment run, which runs beside the session's other marked runs"),
+    "canary_scenario": ("canary_scenario(scenario): the test reads that canary scenario's outcome; the session "
+                        "plays the scenarios its selected tests name, in the order they run"),
+    "chaos_alone": ("chaos_alone(why): the experiment stops a component every run shares (or checks the whole "
+                    "stack's fault state): it runs only when no side-by-side run is in flight"),
 }
 
 # option dest -> (flag, env var, default, help)

@@ -14,13 +14,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXPERIMENTS_DIR", "ChaosRun", "Journal", "experiment_files", "run_experiment_file", "run_scenario",
-           "run_scenarios_side_by_side"]
+__all__ = ["EXPERIMENTS_DIR", "Cancelled", "ChaosRun", "Journal", "experiment_files", "run_experiment_file",
+           "run_scenario", "run_scenarios_side_by_side"]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "chaos"
 
@@ -137,11 +138,16 @@ class ChaosRun:
         return journal
 
 
+class Cancelled(Exception):
+    """The runs were cancelled from another thread (the session ended while they ran)."""
+
+
 def _run_all(runs: list[tuple[str, Path, dict[str, Any]]], journal_dir: Path, *, deadline_s: float,
-             at_once: int) -> list[ChaosRun]:
+             at_once: int, cancel: threading.Event | None = None) -> list[ChaosRun]:
     """Start the runs, at most ``at_once`` at a time, and wait for all, at most deadline_s.
-    Interrupted (Ctrl-C, SIGTERM) or past the deadline, every run is interrupted so its rollbacks
-    lift its faults; an experiment that `chaos run` reports interrupted stops the suite too."""
+    Interrupted (Ctrl-C, SIGTERM), cancelled (``cancel`` set: the runs are waited for in a thread
+    that no signal reaches) or past the deadline, every run is interrupted so its rollbacks lift
+    its faults; an experiment that `chaos run` reports interrupted stops the suite too."""
     if at_once < 1:
         raise ValueError("at_once must be >= 1")
     started: list[ChaosRun] = []
@@ -152,7 +158,10 @@ def _run_all(runs: list[tuple[str, Path, dict[str, Any]]], journal_dir: Path, *,
             while waiting and sum(run.running() for run in started) < at_once:
                 key, experiment, variables = waiting.pop(0)
                 started.append(ChaosRun.start(key, experiment, journal_dir, variables))
-            if time.monotonic() > until:  # the handler below interrupts and stops them
+            if cancel is not None and cancel.is_set():  # the handler below interrupts and stops them
+                raise Cancelled(f"experiments {[r.key for r in started if r.running()]} cancelled "
+                                "(interrupted, rollbacks run)")
+            if time.monotonic() > until:
                 late = [run for run in started if run.running()]
                 raise TimeoutError(f"experiments {[r.key for r in late]} still running after {deadline_s:.0f}s "
                                    f"(interrupted, rollbacks run):\n" + "\n".join(r.log_tail() for r in late))
@@ -187,15 +196,17 @@ def run_scenario(name: str, journal_dir: Path, *, variables: dict[str, Any] | No
 
 
 def run_scenarios_side_by_side(runs: dict[str, tuple[str, dict[str, Any]]], journal_dir: Path, *,
-                               deadline_s: float = EXPERIMENT_DEADLINE_S,
-                               at_once: int = 2) -> dict[str, Journal | AssertionError]:
+                               deadline_s: float = EXPERIMENT_DEADLINE_S, at_once: int = 2,
+                               cancel: threading.Event | None = None,
+                               experiments_dir: Path = EXPERIMENTS_DIR) -> dict[str, Journal | AssertionError]:
     """Run experiments side by side (key -> (experiment name, variables)), at most ``at_once`` at
     a time; returns each key's completed journal, or the AssertionError that says why not.
+    ``cancel``: set from another thread to stop them (each run's rollbacks still run).
 
     ``at_once``: each run is a stack's worth of model servers and a Locust; on two cores, four at
     once stretched cold starts and deploys past what the scenarios measure (two do not)."""
-    started = _run_all([(key, EXPERIMENTS_DIR / f"{name}.json", variables) for key, (name, variables) in runs.items()],
-                       journal_dir, deadline_s=deadline_s, at_once=at_once)
+    started = _run_all([(key, experiments_dir / f"{name}.json", variables) for key, (name, variables) in runs.items()],
+                       journal_dir, deadline_s=deadline_s, at_once=at_once, cancel=cancel)
     results: dict[str, Journal | AssertionError] = {}
     for run in started:
         try:

@@ -33,8 +33,13 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
+    #: namespace/name of the InferenceService a request acted on (a create's from its body), like an
+    #: audit log's objectRef: readers tell one service's writes from the others' without the body.
+    object_ref = ""
+
     def log_message(self, fmt: str, *args: Any) -> None:  # into the api log, not stderr
-        self.server.log.write("%s %s\n" % (self.address_string(), fmt % args))
+        ref = f" object={self.object_ref}" if self.object_ref else ""
+        self.server.log.write(f"{self.address_string()} {fmt % args}{ref}\n")
         self.server.log.flush()
 
     def _send(self, code: int, body: Any) -> None:
@@ -58,6 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0]
         kserve = self.server.emulation
+        self.object_ref = ""  # one handler serves a keep-alive connection's requests
         try:
             if (m := _COLLECTION.match(path)):
                 ns = m.group(1)
@@ -65,9 +71,12 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(200, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceServiceList",
                                             "metadata": {}, "items": kserve.list(ns)})
                 if method == "POST":
-                    return self._send(201, kserve.create(ns, self._body() or {}))
+                    body = self._body() or {}
+                    self.object_ref = f"{ns}/{(body.get('metadata') or {}).get('name', '')}"
+                    return self._send(201, kserve.create(ns, body))
             elif (m := _ITEM.match(path)):
                 ns, name = m.groups()
+                self.object_ref = f"{ns}/{name}"
                 if method == "GET":
                     return self._send(200, kserve.get(ns, name))
                 if method == "PATCH":

@@ -20,6 +20,7 @@ def _host_rules() -> list[str]:
     return [line for line in out.splitlines() if not line.startswith("#")]
 
 
+@pytest.mark.chaos_alone("checks that no fault of the harness's is in place and the host's rules are as before")
 def test_out_of_bounds_refused_and_rollbacks_run(chaos_control, journal_dir, seam) -> None:
     reason = netns_available()
     if reason:

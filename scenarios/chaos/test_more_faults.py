@@ -38,6 +38,7 @@ def test_one_of_two_stable_replicas_killed(chaos_control, side_by_side, seam) ->
 
 
 @pytest.mark.slow  # a pipeline run plus MLflow's restart: about 2 minutes; nightly
+@pytest.mark.chaos_alone("stops MLflow, which every other run registers its models with")
 def test_mlflow_down_in_the_middle_of_a_pipeline_run(chaos_control, journal_dir, seam) -> None:
     journal = run_scenario("mlflow-down-mid-run", journal_dir)
     stopped = journal.output("stop-mlflow")
@@ -60,6 +61,7 @@ def test_mlflow_down_in_the_middle_of_a_pipeline_run(chaos_control, journal_dir,
 
 
 @pytest.mark.slow  # about 2 minutes; nightly
+@pytest.mark.chaos_alone("stops the artifact store, which every other run's replicas download their models from")
 def test_artifact_store_down_at_deploy(chaos_control, journal_dir, seam) -> None:
     journal = run_scenario("artifact-store-down-at-deploy", journal_dir)
     lint = journal.activity("deploy-through-lint")

@@ -29,12 +29,13 @@ def journal(chaos_control, journal_dir) -> Journal:
 
 
 def _writes(api_log: Path) -> list[str]:
-    """Successful InferenceService writes, from the API server's own access log (during the
-    experiment only its service is written: POST creates it, PATCH changes it)."""
+    """Successful writes of this scenario's InferenceService, from the API server's own access log
+    (each line names the object it acted on, as an audit log's objectRef: other experiments may
+    write their own services meanwhile). POST creates it, PATCH changes it."""
     if not api_log.exists():
         return []
     write = re.compile(r'"(PATCH|POST|PUT) /apis/serving\.kserve\.io/v1beta1/namespaces/[^/ ]+/inferenceservices'
-                       r'(/[^ ?]+)?(\?[^ ]*)? HTTP/1\.[01]" 20[01] ')
+                       r'(/[^ ?]+)?(\?[^ ]*)? HTTP/1\.[01]" 20[01] .* object=[^/ ]+/' + re.escape(SERVICE) + "$")
     return [line for line in api_log.read_text().splitlines() if write.search(line)]
 
 
