@@ -8,6 +8,7 @@ then follows the acting judge's decision (the sequential judge unless the scenar
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,11 @@ from harness.judges.base import Decision, Judge, Reading, RevisionReading, Verdi
 from harness.metrics.dialects import DIALECTS, render
 from harness.metrics.prometheus import PrometheusUnreachable, query_scalar
 
-__all__ = ["JudgementRecord", "RevisionQueries", "observe_and_judge", "read_revision"]
+__all__ = ["JudgementRecord", "JudgementStopped", "RevisionQueries", "observe_and_judge", "read_revision"]
+
+
+class JudgementStopped(Exception):
+    """The judgement was stopped from outside (the session ended while it observed)."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,11 @@ class Judgement:
 def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, dialect: str, canary: RevisionQueries,
                       stable: RevisionQueries, interval_s: float, deadline_s: float,
                       on_tick: Callable[[float, Reading], None] | None = None,
-                      settle_s: float = 0.0) -> Judgement:
+                      settle_s: float = 0.0, stop: threading.Event | None = None) -> Judgement:
     """Poll every `interval_s` until every judge decided or `deadline_s` passed; then `finish`
-    the undecided ones (a final decision, never CONTINUE)."""
+    the undecided ones (a final decision, never CONTINUE). `stop`, set from another thread, ends
+    the observation with JudgementStopped (a judgement in a thread that no signal reaches)."""
+    stop = stop or threading.Event()
     for judge in judges.values():
         judge.reset()
     records = {name: JudgementRecord(name) for name in judges}
@@ -81,7 +88,8 @@ def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, diale
         time.sleep(settle_s)
     last: Reading | None = None
     while True:
-        time.sleep(interval_s)
+        if stop.wait(interval_s):
+            raise JudgementStopped(f"stopped after {time.monotonic() - started:.0f}s of observation")
         elapsed = time.monotonic() - started
         try:
             reading = Reading(

@@ -482,3 +482,25 @@ def test_a_canary_at_the_2x_boundary_is_promoted_at_most_beta_of_the_time() -> N
     at_boundary = dataclasses.replace(HEALTHY, rate_rps=50, canary_error_rate=2 * HEALTHY.stable_error_rate)
     _, decisions = _median_time_and_decisions(at_boundary, CFG, runs=400, seed=13)
     assert decisions.count(Decision.PROMOTE) / len(decisions) <= CFG.beta
+
+
+def test_a_judgement_stopped_from_another_thread_ends_at_its_next_check() -> None:
+    """A judgement played in a background thread (the canary suite's beside scenarios) must end
+    when the session does, not at its deadline: its load is killed by whoever catches this."""
+    import threading
+
+    from harness.canary import JudgementStopped, RevisionQueries, observe_and_judge
+    from harness.ports import free_port
+
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(JudgementStopped, match="stopped after"):
+        # Nothing listens there: every reading is "Prometheus unreachable", which never decides.
+        observe_and_judge({"sequential": SequentialJudge(CFG)}, prometheus_url=f"http://127.0.0.1:{free_port()}",
+                          dialect="mlserver", canary=RevisionQueries("svc", "svc-predictor-00002"),
+                          stable=RevisionQueries("svc", "svc-predictor-00001"), interval_s=0.2, deadline_s=60,
+                          stop=stop)
+    timer.join()
+    assert time.monotonic() - started < 10

@@ -1,16 +1,27 @@
-"""Fixtures of the canary scenarios: a service of their own, deployed from the model the
-conformance pipeline trained and registered, so canaries never disturb the conformance seams."""
+"""The canary suite's session: its own services, deployed from the model the conformance pipeline
+trained and registered (canaries never disturb the conformance seams), and the scenario runner.
+
+The split test runs first, on a service with no router history; meanwhile the runner deploys the
+first judgement canaries (and plays the scenarios marked ``beside``), so the judgement tests that
+follow start judging at once (harness/canary_scenarios.py says how the scenarios share the machine).
+"""
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from harness.canary_scenarios import ScenarioRunner, conformance_table, planned_scenarios
+from harness.pipeline.params import trained_version
 from harness.serving.client import IsvcClient
 from harness.serving.storage import copy_storage
 
 CANARY_ISVC = "rc-canary"
+HERE = Path(__file__).parent
+SPLIT_FIXTURE = "canary_service"  # what the split test asks for
 
 
 def service_manifest(template: dict, name: str, storage_uri: str, *, min_replicas: int = 1) -> dict:
@@ -28,45 +39,21 @@ def service_manifest(template: dict, name: str, storage_uri: str, *, min_replica
     return manifest
 
 
-def _stand_up(stack, deployment, names: list[str]) -> None:
-    client: IsvcClient = stack.isvc
-    storage_uri = deployment.isvc["spec"]["predictor"]["model"]["storageUri"]
-    for name in names:  # created together, so their replicas start side by side
-        client.create_or_patch(service_manifest(deployment.isvc, name, storage_uri))
-    for name in names:
-        client.wait_ready(name, deadline_s=stack.config.isvc_deadline_s)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The split test first: the runner's first deploys overlap it instead of being waited for."""
+    slots = [i for i, item in enumerate(items) if HERE in Path(item.path).parents]
+    ordered = sorted((items[i] for i in slots), key=lambda item: SPLIT_FIXTURE not in item.fixturenames)
+    for slot, item in zip(slots, ordered):
+        items[slot] = item
+
+
+@dataclass
+class CanarySuite:
+    runner: ScenarioRunner
+    split_service: str | None  # None: no split test in this session
 
 
 @pytest.fixture(scope="session")
-def canary_services(stack, deployment) -> Iterator[dict[str, list[str]]]:
-    """The canary scenarios' own services, stood up side by side once: two for the judgement
-    (the next scenario's canary comes up on one while the current one is judged on the other) and
-    a fresh one for the split test. Each module deletes its own when done; the session's end
-    deletes whatever is left.
-
-    The split test needs a service whose router backend has no history: after the judgement's
-    dozens of runtime weight changes and server swaps, HAProxy's weighted round robin sent 39% of
-    1000 requests to a canary weighted 30% (twice, every server UP, weights 175/75); a new
-    backend splits 700/300 exactly."""
-    services = {"judgement": [CANARY_ISVC, f"{CANARY_ISVC}-b"], "split": [f"{CANARY_ISVC}-split"]}
-    names = [n for group in services.values() for n in group]
-    try:
-        _stand_up(stack, deployment, names)
-        yield services
-    finally:
-        for name in names:
-            stack.isvc.delete(name)
-
-
-@pytest.fixture(scope="module")
-def canary_service(stack, canary_services) -> Iterator[str]:
-    """The split test's service, deleted when its module is done."""
-    name = canary_services["split"][0]
-    yield name
-    stack.isvc.delete(name)
-
-
-@pytest.fixture(scope="module")
 def model_copies(stack, deployment):
     """make(tag) -> a storageUri holding the trained model under a new prefix (a 'new version')."""
     source = deployment.isvc["spec"]["predictor"]["model"]["storageUri"]
@@ -77,3 +64,62 @@ def model_copies(stack, deployment):
         return target
 
     return make
+
+
+@pytest.fixture(scope="session")
+def judge_specs(pytestconfig) -> dict[str, str]:
+    specs = {"seed": "seed", "sequential": "sequential"}
+    user = pytestconfig.getoption("seamcheck_judge", default=None)
+    if user:
+        specs["user"] = user
+    return specs
+
+
+@pytest.fixture(scope="session")
+def canary_suite(request, stack, deployment, model_copies, judge_specs, tmp_path_factory,
+                 run_report) -> Iterator[CanarySuite]:
+    """The services the session's selected canary tests need, stood up side by side once: two for
+    the judgement scenarios, one for those judged beside them, and a fresh one for the split test.
+
+    The split test needs a service whose router backend has no history: after the judgement's
+    dozens of runtime weight changes and server swaps, HAProxy's weighted round robin sent 39% of
+    1000 requests to a canary weighted 30% (twice, every server UP, weights 175/75); a new
+    backend splits 700/300 exactly."""
+    items = request.session.items
+    plan = planned_scenarios(items)
+    main = [CANARY_ISVC, f"{CANARY_ISVC}-b"] if any(not s.beside for s in plan) else []
+    beside = f"{CANARY_ISVC}-beside" if any(s.beside for s in plan) else None
+    split = f"{CANARY_ISVC}-split" if any(SPLIT_FIXTURE in item.fixturenames for item in items) else None
+    names = main + [n for n in (beside, split) if n]
+    client: IsvcClient = stack.isvc
+    runner = None
+    try:
+        storage_uri = deployment.isvc["spec"]["predictor"]["model"]["storageUri"]
+        for name in names:  # created together, so their replicas start side by side
+            client.create_or_patch(service_manifest(deployment.isvc, name, storage_uri))
+        for name in names:
+            client.wait_ready(name, deadline_s=stack.config.isvc_deadline_s)
+        runner = ScenarioRunner(stack, main=main, beside=beside, make_copy=model_copies,
+                                train_version=trained_version(deployment.run), judges=judge_specs,
+                                workdir=tmp_path_factory.mktemp("canary"), plan=plan)
+        runner.start()
+        yield CanarySuite(runner, split)
+    finally:
+        if runner is not None:
+            runner.close()
+        for name in names:
+            client.delete(name)
+    if run_report is not None and runner is not None and runner.outcomes:
+        run_report.add_artifact("judge-conformance.md", conformance_table(runner.outcomes))
+
+
+@pytest.fixture(scope="module")
+def canary_service(canary_suite) -> str:
+    """The split test's service."""
+    assert canary_suite.split_service is not None
+    return canary_suite.split_service
+
+
+@pytest.fixture(scope="module")
+def runner(canary_suite) -> ScenarioRunner:
+    return canary_suite.runner

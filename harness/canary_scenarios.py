@@ -1,0 +1,314 @@
+"""Canary scenarios under real Locust load, and the runner that plays them against a stack.
+
+A scenario deploys a real canary revision (a registered MLflow model, faulty or not) at
+CANARY_PERCENT of a service's traffic, drives Locust through the router, feeds the same Prometheus
+readings to every judge, acts on the acting judge's decision (promote, or roll back: never promote
+on missing evidence) and measures a load window afterwards.
+
+How a session's scenarios share the machine (two cores host everything):
+- the main scenarios alternate between two services: while one is judged on one service, the next
+  one's model is made and its canary revision comes up on the other, so a scenario's wall time is
+  mostly its judgement;
+- the runner starts the first canary deploys as soon as it exists, while the session's other
+  canary tests (the traffic split) run;
+- a scenario marked ``beside`` (at 1 req/s it adds no load the others would feel) is judged on a
+  service of its own at the same time as the main ones; a scenario that stops a component every
+  judgement reads (Prometheus) waits until no beside scenario is in flight.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.canary import RevisionQueries, observe_and_judge
+from harness.faults.models import FaultSpec, log_faulty_model
+from harness.judges.base import Decision, JudgeConfig
+from harness.judges.external import load_judge
+from harness.load import start_load
+from harness.pipeline.dataset import holdout_rows
+from harness.traffic.rollout import CanaryState, promote, rollback, split_of, start_canary
+
+__all__ = ["ACTING_JUDGE", "CANARY_PERCENT", "CONFIG", "INTERVAL_S", "OBSERVATION_S", "TARGET_RPS", "Outcome",
+           "Scenario", "ScenarioRunner", "conformance_table", "planned_scenarios"]
+
+CANARY_PERCENT = 50
+TARGET_RPS = 70.0  # total, through the router: a clean canary at 50% needs ~1100 requests to promote
+USERS = 10
+INTERVAL_S = 3.0
+OBSERVATION_S = 45.0  # the seed's 15 min / 60 s, scaled to 15 checks of 3 s
+POST_ROLLBACK_S = 3.0  # ~200 requests at 70 req/s, all of which must avoid a 5xx
+FIRST_REQUEST_DEADLINE_S = 30.0  # Locust's start (imports, parquet) until its first request is logged
+ACTING_JUDGE = "sequential"
+
+# The seed's thresholds, its timings scaled for CI; every judge reads the same 3 s windows.
+CONFIG = JudgeConfig(observation_s=OBSERVATION_S, interval_s=INTERVAL_S)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    fault: FaultSpec | None  # None: a healthy new model version
+    expect: frozenset  # right decisions
+    rps: float = TARGET_RPS
+    during: str = ""  # "" | "stop-prometheus" | "kill-canary"
+    # judge -> why that judge is known to get this scenario wrong (strict xfail)
+    known_wrong: dict = field(default_factory=dict)
+    nightly: bool = False  # marked slow: `pytest -m canary` runs it, CI (not slow) does not
+    beside: bool = False  # judged on a service of its own, beside the main scenarios (light load only)
+
+    @property
+    def stops_shared(self) -> bool:
+        """It stops what every judgement reads: nothing may be judged beside it."""
+        return self.during == "stop-prometheus"
+
+
+def planned_scenarios(items: list) -> list[Scenario]:
+    """The scenarios the session's selected tests name (``canary_scenario(scenario)`` marks), in the
+    order the tests run: what the runner prepares ahead, and never a canary no test asks for."""
+    plan: list[Scenario] = []
+    for item in items:
+        for marker in item.iter_markers("canary_scenario"):
+            scenario = marker.args[0]
+            if scenario not in plan:
+                plan.append(scenario)
+    return plan
+
+
+@dataclass
+class Outcome:
+    scenario: Scenario
+    service: str
+    canary: str
+    stable: str
+    verdicts: dict[str, Any]
+    decided_at: dict[str, float]
+    action: str
+    split_after: dict[str, int]
+    post_window: dict[str, Any]
+    load_totals: dict[str, Any]
+    readings: list[dict]
+    phases_s: dict[str, float] = field(default_factory=dict)  # where the scenario's wall time went
+
+
+class ScenarioRunner:
+    """Plays the session's plan: ``main`` services (two: scenarios alternate), ``beside`` (one, or
+    None when the plan has no beside scenario). Call `start` once the services are up; `run`
+    returns a scenario's outcome (playing it, or waiting for it when it runs beside); `close`
+    stops whatever still runs."""
+
+    def __init__(self, stack, *, main: list[str], beside: str | None, make_copy: Callable[[str], str],
+                 train_version: str, judges: dict[str, str], workdir: Path, plan: list[Scenario]) -> None:
+        if any(s.beside for s in plan) and not beside:
+            raise ValueError("the plan has beside scenarios but no beside service")
+        self.stack, self.main, self.beside, self.make_copy = stack, main, beside, make_copy
+        self.train_version, self.judge_specs, self.workdir = train_version, judges, workdir
+        self.plan = plan
+        self.main_plan = [s for s in plan if not s.beside]
+        self.outcomes: dict[str, Outcome] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-model")
+        self._deploy_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-deploy")
+        self._beside_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-beside")
+        self._prepared: dict[str, Future] = {}
+        self._deploys: dict[str, Future] = {}
+        self._beside_runs: dict[str, Future] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.rows_path = workdir / "rows.parquet"
+        holdout_rows(200).to_parquet(self.rows_path)
+
+    # -- preparation, ahead of the scenarios ------------------------------------------------
+    def _storage_uri(self, scenario: Scenario) -> str:
+        if scenario.fault is None:
+            return self.make_copy(f"canary-{scenario.name}")
+        info = log_faulty_model(self.stack.envs["pipeline"].python, scenario.fault,
+                                base_model_uri=f"models:/recommendation-classifier/{self.train_version}",
+                                registered_model_name=f"rc-canary-{scenario.name}",
+                                tracking_uri=self.stack.tracking_uri, env=self.stack.client_env())
+        return info.artifact_uri
+
+    def _prepare(self, scenario: Scenario) -> Future:
+        """The canary's model, made in the background (one at a time): logging a faulty model is an
+        MLflow subprocess of several seconds, which the next scenario need not wait for."""
+        with self._lock:
+            if scenario.name not in self._prepared:
+                self._prepared[scenario.name] = self._pool.submit(self._storage_uri, scenario)
+            return self._prepared[scenario.name]
+
+    def service_for(self, scenario: Scenario) -> str:
+        if scenario.beside:
+            assert self.beside is not None
+            return self.beside
+        order = self.main_plan if scenario in self.main_plan else [scenario]
+        return self.main[order.index(scenario) % len(self.main)]
+
+    def _following(self, scenario: Scenario) -> Scenario | None:
+        if scenario not in self.main_plan:
+            return None
+        at = self.main_plan.index(scenario) + 1
+        return self.main_plan[at] if at < len(self.main_plan) else None
+
+    def _deploy(self, scenario: Scenario) -> tuple[CanaryState, float]:
+        storage_uri = self._prepare(scenario).result(timeout=self.stack.config.isvc_deadline_s)
+        started = time.monotonic()
+        state = start_canary(self.stack.isvc, self.service_for(scenario), storage_uri, CANARY_PERCENT,
+                             deadline_s=self.stack.config.isvc_deadline_s)
+        return state, time.monotonic() - started
+
+    def _deploy_ahead(self, scenario: Scenario) -> Future:
+        """The scenario's canary revision at CANARY_PERCENT on its service, in the background (one
+        at a time: two cold starts at once on two cores slow every judgement's latency)."""
+        with self._lock:
+            if scenario.name not in self._deploys:
+                self._deploys[scenario.name] = self._deploy_pool.submit(self._deploy, scenario)
+            return self._deploys[scenario.name]
+
+    def start(self) -> None:
+        """Deploy the first main canary and every beside one now, and start the beside scenarios
+        (each waits for its canary): the session's other tests run meanwhile."""
+        if self.main_plan:
+            self._deploy_ahead(self.main_plan[0])
+        for scenario in self.plan:
+            if scenario.beside:
+                self._deploy_ahead(scenario)
+                with self._lock:
+                    self._beside_runs[scenario.name] = self._beside_pool.submit(self._play, scenario)
+
+    def close(self) -> None:
+        """Stop a beside scenario still observing (its load is killed) and wait for the pools."""
+        self._stop.set()
+        self._deploy_pool.shutdown(wait=False, cancel_futures=True)  # a beside run waiting on one ends
+        wait_for(list(self._beside_runs.values()), timeout=OBSERVATION_S + 60)
+        for pool in (self._beside_pool, self._deploy_pool, self._pool):
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- playing a scenario ---------------------------------------------------------------------
+    def run(self, scenario: Scenario) -> Outcome:
+        if scenario.name in self.outcomes:
+            return self.outcomes[scenario.name]
+        if scenario.beside:
+            with self._lock:
+                if scenario.name not in self._beside_runs:  # not in the plan: played beside now
+                    self._deploy_ahead(scenario)
+                    self._beside_runs[scenario.name] = self._beside_pool.submit(self._play, scenario)
+                running = self._beside_runs[scenario.name]
+            return running.result(timeout=2 * self.stack.config.isvc_deadline_s + OBSERVATION_S + 120)
+        if scenario.stops_shared:  # no beside judgement may read a stopped Prometheus
+            wait_for(list(self._beside_runs.values()), timeout=2 * self.stack.config.isvc_deadline_s + OBSERVATION_S)
+        return self._play(scenario)
+
+    def _play(self, scenario: Scenario) -> Outcome:
+        stack, client = self.stack, self.stack.isvc
+        deadline = stack.config.isvc_deadline_s
+        phases: dict[str, float] = {}
+        clock = time.monotonic()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.monotonic()
+            phases[name] = round(now - clock, 1)
+            clock = now
+
+        service = self.service_for(scenario)
+        deploying = self._deploy_ahead(scenario)  # already under way unless nothing started it
+        following = self._following(scenario)
+        if following is not None:
+            self._prepare(following)  # its model, while this scenario runs
+        users = USERS if scenario.rps >= USERS else 1
+        # Locust starts (a few seconds of imports) while the canary revision comes up, if it is not
+        # up yet; until the split is set its requests go to the stable, which no judge counts.
+        load = start_load(stack.inference_base_url(service), service, self.rows_path, users=users,
+                          spawn_rate=users, duration_s=OBSERVATION_S + deadline + 60, target_rps=scenario.rps,
+                          out_dir=self.workdir / scenario.name)
+        stop_fault = threading.Event()
+        fault_thread = None
+        try:
+            state, deploy_s = deploying.result(timeout=2 * deadline)
+            lap("deploy-wait")
+            phases["deploy-took"] = round(deploy_s, 1)
+            if following is not None and self.service_for(following) != service:
+                self._deploy_ahead(following)  # on the other service, during this judgement
+            load.wait_for_first_request(FIRST_REQUEST_DEADLINE_S)
+            lap("first-request")
+            judges = {name: load_judge(spec, CONFIG) for name, spec in self.judge_specs.items()}
+            if scenario.during:
+                fault_thread = threading.Thread(target=self._fault, args=(scenario.during, service, state.canary,
+                                                                          stop_fault), daemon=True)
+                fault_thread.start()
+            judgement = observe_and_judge(
+                judges, prometheus_url=stack.prometheus_url, dialect=stack.metric_dialect,
+                canary=RevisionQueries(service, state.canary), stable=RevisionQueries(service, state.stable),
+                interval_s=INTERVAL_S, deadline_s=OBSERVATION_S, stop=self._stop)
+        except BaseException:
+            load.kill()
+            raise
+        finally:
+            stop_fault.set()
+            if fault_thread is not None:
+                fault_thread.join(timeout=30)
+            if scenario.during == "stop-prometheus":
+                stack.fault_restore_prometheus()
+        lap("judgement")
+        acting = judgement.records[ACTING_JUDGE].verdict
+        try:
+            if acting is not None and acting.decision is Decision.PROMOTE:
+                isvc, action = promote(client, service, state, deadline_s=deadline), "promote"
+            else:  # rollback, inconclusive, or no verdict: never promote on missing evidence
+                isvc, action = rollback(client, service, state, deadline_s=deadline), "rollback"
+            lap(action)
+            settled = time.time() + 1.0  # the router's weights follow the status within a reconcile
+            time.sleep(1.0 + POST_ROLLBACK_S)
+        except BaseException:
+            load.kill()
+            raise
+        result = load.stop()
+        lap("post-window")
+        post = result.since(settled)
+        outcome = Outcome(
+            scenario=scenario, service=service, canary=state.canary, stable=state.stable,
+            verdicts={n: r.verdict.to_dict() for n, r in judgement.records.items()},
+            decided_at={n: round(r.decided_at_s or 0.0, 1) for n, r in judgement.records.items()},
+            action=action, split_after=split_of(isvc),
+            post_window={"requests": post.requests, "failures_5xx": post.failures_5xx,
+                         "failures_other": post.failures_other,
+                         "served_by": {k: v.requests for k, v in result.by_served_by.items()}},
+            load_totals=result.totals.as_dict(),
+            readings=[{"t_s": round(r.t_s, 1), "source_ok": r.source_ok, "canary": r.canary.to_dict(),
+                       "stable": r.stable.to_dict()} for r in judgement.readings],
+            phases_s=phases)
+        self.outcomes[scenario.name] = outcome
+        return outcome
+
+    def _fault(self, kind: str, service: str, canary: str, stop: threading.Event) -> None:
+        if stop.wait(9.0):  # let the judges see the canary serve first
+            return
+        if kind == "stop-prometheus":
+            self.stack.fault_stop_prometheus()
+            return
+        while not stop.is_set():  # crash loop: every time the replica comes back, it dies again
+            self.stack.fault_kill_revision(service, canary)
+            stop.wait(0.5)
+
+
+def conformance_table(outcomes: dict[str, Outcome]) -> str:
+    lines = ["# Judge conformance", "",
+             (f"Canary at {CANARY_PERCENT}% of ~{TARGET_RPS:.0f} req/s (Locust), checks every {INTERVAL_S:.0f} s, "
+             f"deadline {OBSERVATION_S:.0f} s; the rollout followed the `{ACTING_JUDGE}` judge."), "",
+             "| scenario | judge | decision | time to decision (s) | right? | first reason |", "|---|---|---|---|---|---|"]
+    for name, outcome in outcomes.items():
+        for judge, verdict in outcome.verdicts.items():
+            right = Decision(verdict["decision"]) in outcome.scenario.expect
+            lines.append(f"| {name} | {judge} | {verdict['decision']} | {outcome.decided_at[judge]} | "
+                         f"{'right' if right else 'WRONG'} | {(verdict['reasons'] or [''])[0][:160]} |")
+    lines += ["", ("Wall time per scenario, seconds (deploy-wait: waiting for the canary revision, ready at its "
+                  "percent, which came up while the scenario before was judged or the split test ran; "
+                  "deploy-took: how long that took; first-request: Locust's start). On its service:"), ""]
+    for name, outcome in outcomes.items():
+        where = f"{outcome.service}, beside the others" if outcome.scenario.beside else outcome.service
+        lines.append(f"- {name} ({where}): " + ", ".join(f"{k} {v:g}" for k, v in outcome.phases_s.items()))
+    return "\n".join(lines) + "\n"
