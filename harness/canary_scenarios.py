@@ -184,8 +184,9 @@ class ScenarioRunner:
         self._stop.set()
         self._deploy_pool.shutdown(wait=False, cancel_futures=True)  # a beside run waiting on one ends
         wait_for(list(self._beside_runs.values()), timeout=OBSERVATION_S + 60)
+        # A deploy still under way is not waited for: the stack's teardown, next, ends its wait.
         for pool in (self._beside_pool, self._deploy_pool, self._pool):
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # -- playing a scenario ---------------------------------------------------------------------
     def run(self, scenario: Scenario) -> Outcome:
