@@ -23,9 +23,10 @@ sequential judge runs on that scenario, converted to seconds at the point's traf
 * "stable known" (reference only): the one-sample SPRT p0 = stable's rate, p1 = canary's rate.
   It needs the stable's rate as a known constant; a judge that measures the stable live cannot
   reach it (at a 50 % split the conditional test has about a third of its information per request).
-* tail latency: the one-sample SPRT on the share of canary requests slower than the p99 limit,
-  p0 = 1 % (p99 exactly at the limit) vs p1 = the true share. The judge's latency rule is on
-  consecutive windows, not an SPRT: that ratio is for orientation.
+* tail latency: the one-sample SPRT on the share of canary requests slower than the p99 limit.
+  The judge runs it with H1 p = 1 % (p99 at the limit) vs H0 p = 0.5 %; the bound is the SPRT from
+  the same H0 to the true share (as for the 10 % canary: an information bound, the judge's own H1
+  being 1 %).
 
 "@check" rounds the bound up to the first check at or after it: a judge polled every interval
 cannot decide between checks, so where the bound is under one interval the ratio to the raw bound
@@ -50,7 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from harness.judges.base import Decision, JudgeConfig
 from harness.judges.seed import SeedThresholdJudge
-from harness.judges.sequential import SequentialJudge
+from harness.judges.sequential import SequentialJudge, slow_share_hypotheses
 from harness.judges.simulate import LatencyModel, Scenario, simulate_many
 from harness.judges.sprt import asn_h0, asn_h1, canary_share
 
@@ -81,8 +82,9 @@ def bound(sc: Scenario, cfg: JudgeConfig) -> Bound:
     ps, pc = sc.stable_error_rate, sc.canary_error_rate
     if sc.canary_latency != sc.stable_latency:
         slow = 1.0 - sc.canary_latency.cdf(cfg.p99_threshold_s)
-        return Bound(asn_h1(0.01, slow, a, b) / sc.canary_rps,
-                     f"slow share H0 1% vs H1 {slow:.1%} (one-sample, per canary request)")
+        p0, _p1 = slow_share_hypotheses(cfg)
+        return Bound(asn_h1(p0, slow, a, b) / sc.canary_rps,
+                     f"slow share H0 {p0:.1%} vs {slow:.1%} (true share; one-sample, per canary request)")
     events_per_s = sc.rate_rps * (w * pc + (1 - w) * ps)
     ratio = pc / ps
     if ratio <= 1:

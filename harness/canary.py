@@ -31,9 +31,11 @@ class RevisionQueries:
 
 
 def read_revision(url: str, dialect_name: str, target: RevisionQueries, *, elapsed_s: float,
-                  window_s: float) -> RevisionReading:
+                  window_s: float, latency_limit_s: float | None = None) -> RevisionReading:
     """One revision's counts since the judgement began and its latest window. `None` where the
-    query returned no series: the judge, not this function, decides what missing data means."""
+    query returned no series: the judge, not this function, decides what missing data means.
+    ``latency_limit_s``: also count the requests slower than it since the start (the dialect's
+    histogram needs a bucket bound there)."""
     dialect = DIALECTS[dialect_name]
     since = f"{max(round(elapsed_s), 2)}s"
     window = f"{max(round(window_s), 2)}s"
@@ -43,12 +45,16 @@ def read_revision(url: str, dialect_name: str, target: RevisionQueries, *, elaps
         p99 = query_scalar(url, render(dialect.latency_quantile, window=window, q=0.99, **kw))
         if p99 is not None and math.isnan(p99):  # no requests in the window
             p99 = None
+    slow = None
+    if dialect.slow_requests and latency_limit_s is not None:
+        slow = query_scalar(url, render(dialect.slow_requests, window=since, le=dialect.le(latency_limit_s), **kw))
     return RevisionReading(
         requests=query_scalar(url, render(dialect.requests, window=since, **kw)),
         errors=query_scalar(url, render(dialect.errors, window=since, **kw)),
         p99_s=p99,
         window_requests=query_scalar(url, render(dialect.requests, window=window, **kw)),
         window_errors=query_scalar(url, render(dialect.errors, window=window, **kw)),
+        slow=slow,
     )
 
 
@@ -74,10 +80,12 @@ class Judgement:
 def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, dialect: str, canary: RevisionQueries,
                       stable: RevisionQueries, interval_s: float, deadline_s: float,
                       on_tick: Callable[[float, Reading], None] | None = None,
-                      settle_s: float = 0.0, stop: threading.Event | None = None) -> Judgement:
+                      settle_s: float = 0.0, stop: threading.Event | None = None,
+                      latency_limit_s: float | None = None) -> Judgement:
     """Poll every `interval_s` until every judge decided or `deadline_s` passed; then `finish`
     the undecided ones (a final decision, never CONTINUE). `stop`, set from another thread, ends
-    the observation with JudgementStopped (a judgement in a thread that no signal reaches)."""
+    the observation with JudgementStopped (a judgement in a thread that no signal reaches).
+    ``latency_limit_s``: the readings also count each revision's requests slower than it."""
     stop = stop or threading.Event()
     for judge in judges.values():
         judge.reset()
@@ -94,8 +102,10 @@ def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, diale
         try:
             reading = Reading(
                 t_s=elapsed,
-                canary=read_revision(prometheus_url, dialect, canary, elapsed_s=elapsed, window_s=interval_s),
-                stable=read_revision(prometheus_url, dialect, stable, elapsed_s=elapsed, window_s=interval_s),
+                canary=read_revision(prometheus_url, dialect, canary, elapsed_s=elapsed, window_s=interval_s,
+                                     latency_limit_s=latency_limit_s),
+                stable=read_revision(prometheus_url, dialect, stable, elapsed_s=elapsed, window_s=interval_s,
+                                     latency_limit_s=latency_limit_s),
                 source_ok=True)
         except PrometheusUnreachable as exc:
             empty = RevisionReading(None, None, None, None, None)

@@ -17,6 +17,8 @@ How a session's scenarios share the machine (two cores host everything):
 """
 from __future__ import annotations
 
+import copy
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -30,12 +32,15 @@ from harness.canary import RevisionQueries, observe_and_judge
 from harness.faults.models import FaultSpec, log_faulty_model
 from harness.judges.base import Decision, JudgeConfig
 from harness.judges.external import load_judge
-from harness.load import start_load
+from harness.load import LoadResult, start_load
+from harness.metrics.dialects import DIALECTS, render
+from harness.metrics.prometheus import query_scalar
 from harness.pipeline.dataset import holdout_rows
+from harness.traffic.haproxy import revision_of
 from harness.traffic.rollout import CanaryState, promote, rollback, split_of, start_canary
 
 __all__ = ["ACTING_JUDGE", "CANARY_PERCENT", "CONFIG", "INTERVAL_S", "OBSERVATION_S", "TARGET_RPS", "Outcome",
-           "Scenario", "ScenarioRunner", "conformance_table", "planned_scenarios"]
+           "Scenario", "ScenarioRunner", "conformance_table", "planned_scenarios", "service_manifest"]
 
 CANARY_PERCENT = 50
 TARGET_RPS = 70.0  # total, through the router: a clean canary at 50% needs ~1100 requests to promote
@@ -44,6 +49,7 @@ INTERVAL_S = 3.0
 OBSERVATION_S = 45.0  # the seed's 15 min / 60 s, scaled to 15 checks of 3 s
 POST_ROLLBACK_S = 3.0  # ~200 requests at 70 req/s, all of which must avoid a 5xx
 FIRST_REQUEST_DEADLINE_S = 30.0  # Locust's start (imports, parquet) until its first request is logged
+SCRAPE_SETTLE_S = 2.5  # two of Prometheus' 1 s scrapes after the load stopped: its last requests are in
 ACTING_JUDGE = "sequential"
 
 # The seed's thresholds, its timings scaled for CI; every judge reads the same 3 s windows.
@@ -66,6 +72,23 @@ class Scenario:
     def stops_shared(self) -> bool:
         """It stops what every judgement reads: nothing may be judged beside it."""
         return self.during == "stop-prometheus"
+
+
+def service_manifest(template: dict, name: str, storage_uri: str, *, min_replicas: int = 1) -> dict:
+    """A service of the scenarios' own from the deployed one's manifest: its spec with another
+    storageUri, one replica per revision, no canary."""
+    manifest = {
+        "apiVersion": template["apiVersion"], "kind": template["kind"],
+        "metadata": {"name": name, "namespace": template["metadata"]["namespace"],
+                     "labels": dict(template["metadata"].get("labels") or {}),
+                     "annotations": dict(template["metadata"].get("annotations") or {})},
+        "spec": copy.deepcopy(template["spec"]),
+    }
+    predictor = manifest["spec"]["predictor"]
+    predictor["model"]["storageUri"] = storage_uri
+    predictor["minReplicas"] = min_replicas  # one replica per revision: two cores host everything
+    predictor.pop("canaryTrafficPercent", None)
+    return manifest
 
 
 def planned_scenarios(items: list) -> list[Scenario]:
@@ -94,6 +117,13 @@ class Outcome:
     load_totals: dict[str, Any]
     readings: list[dict]
     phases_s: dict[str, float] = field(default_factory=dict)  # where the scenario's wall time went
+    # the dialect's queries over the whole load beside Locust's own counts, per revision: counted in
+    # the background (they wait for Prometheus' last scrapes), off the next scenario's path
+    counting: Future | None = None
+
+    @property
+    def metric_counts(self) -> dict[str, Any]:
+        return self.counting.result(timeout=120) if self.counting is not None else {}
 
 
 class ScenarioRunner:
@@ -114,6 +144,7 @@ class ScenarioRunner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-model")
         self._deploy_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-deploy")
         self._beside_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-beside")
+        self._count_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-counts")
         self._prepared: dict[str, Future] = {}
         self._deploys: dict[str, Future] = {}
         self._beside_runs: dict[str, Future] = {}
@@ -185,7 +216,7 @@ class ScenarioRunner:
         self._deploy_pool.shutdown(wait=False, cancel_futures=True)  # a beside run waiting on one ends
         wait_for(list(self._beside_runs.values()), timeout=OBSERVATION_S + 60)
         # A deploy still under way is not waited for: the stack's teardown, next, ends its wait.
-        for pool in (self._beside_pool, self._deploy_pool, self._pool):
+        for pool in (self._beside_pool, self._deploy_pool, self._pool, self._count_pool):
             pool.shutdown(wait=False, cancel_futures=True)
 
     # -- playing a scenario ---------------------------------------------------------------------
@@ -244,7 +275,8 @@ class ScenarioRunner:
             judgement = observe_and_judge(
                 judges, prometheus_url=stack.prometheus_url, dialect=stack.metric_dialect,
                 canary=RevisionQueries(service, state.canary), stable=RevisionQueries(service, state.stable),
-                interval_s=INTERVAL_S, deadline_s=OBSERVATION_S, stop=self._stop)
+                interval_s=INTERVAL_S, deadline_s=OBSERVATION_S, stop=self._stop,
+                latency_limit_s=CONFIG.p99_threshold_s)
         except BaseException:
             load.kill()
             raise
@@ -269,6 +301,7 @@ class ScenarioRunner:
             raise
         result = load.stop()
         lap("post-window")
+        counting = self._count_pool.submit(self._metric_counts, service, (state.canary, state.stable), result)
         post = result.since(settled)
         outcome = Outcome(
             scenario=scenario, service=service, canary=state.canary, stable=state.stable,
@@ -281,9 +314,36 @@ class ScenarioRunner:
             load_totals=result.totals.as_dict(),
             readings=[{"t_s": round(r.t_s, 1), "source_ok": r.source_ok, "canary": r.canary.to_dict(),
                        "stable": r.stable.to_dict()} for r in judgement.readings],
-            phases_s=phases)
+            phases_s=phases, counting=counting)
         self.outcomes[scenario.name] = outcome
         return outcome
+
+    def _metric_counts(self, service: str, revisions: tuple[str, ...], result: LoadResult) -> dict[str, Any]:
+        """The dialect's requests, 5xx and slow-request queries, over a window holding the whole
+        load and nothing of the service's earlier traffic, beside what Locust itself recorded per
+        revision (the router's served-by header): what the judges read, checked against the load."""
+        time.sleep(SCRAPE_SETTLE_S)
+        dialect = DIALECTS[self.stack.metric_dialect]
+        limit_s = CONFIG.p99_threshold_s
+        window = f"{math.ceil(time.time() - result.t0 + 3)}s"  # Locust's start, 3 s before its first request
+        counted: dict[str, Any] = {"window": window, "latency_limit_s": limit_s, "revisions": {}}
+        for revision in revisions:
+            kw = {"isvc": service, "revision": revision, "window": window}
+            events = [e for e in result.events if e.served_by and revision_of(e.served_by) == revision]
+            prom = {"requests": query_scalar(self.stack.prometheus_url, render(dialect.requests, **kw)),
+                    "errors": query_scalar(self.stack.prometheus_url, render(dialect.errors, **kw)),
+                    "slow": (query_scalar(self.stack.prometheus_url,
+                                          render(dialect.slow_requests, le=dialect.le(limit_s), **kw))
+                             if dialect.slow_requests else None)}
+            errors, slow = [e for e in events if e.is_5xx], [e for e in events if e.ms > limit_s * 1000]
+            counted["revisions"][revision] = {
+                "prometheus": prom,
+                "locust": {"requests": len(events), "errors": len(errors), "slow": len(slow),
+                           # the most answers in one second: increase() extrapolates (or misses) up to
+                           # about one scrape interval of traffic at each end of a series in its window
+                           "peak_per_s": _peak_per_second(events), "errors_peak_per_s": _peak_per_second(errors),
+                           "slow_peak_per_s": _peak_per_second(slow)}}
+        return counted
 
     def _fault(self, kind: str, service: str, canary: str, stop: threading.Event) -> None:
         if stop.wait(9.0):  # let the judges see the canary serve first
@@ -294,6 +354,13 @@ class ScenarioRunner:
         while not stop.is_set():  # crash loop: every time the replica comes back, it dies again
             self.stack.fault_kill_revision(service, canary)
             stop.wait(0.5)
+
+
+def _peak_per_second(events: list) -> int:
+    per_second: dict[int, int] = {}
+    for event in events:
+        per_second[int(event.end)] = per_second.get(int(event.end), 0) + 1
+    return max(per_second.values(), default=0)
 
 
 def conformance_table(outcomes: dict[str, Outcome]) -> str:

@@ -315,13 +315,8 @@ def _seed_deploy_manifest() -> dict:
 
 
 def test_inference_services_validate_against_the_derived_kserve_schema() -> None:
-    import importlib.util
+    from harness.canary_scenarios import service_manifest  # the canary scenarios' own manifest builder
 
-    # The canary scenarios' own manifest builder, loaded under a private name (it is a conftest).
-    spec = importlib.util.spec_from_file_location("seamcheck_canary_fixtures", REPO / "scenarios/canary/conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    service_manifest = module.service_manifest
     seed = _seed_deploy_manifest()
     canary = service_manifest(seed, "rc-canary", seed["spec"]["predictor"]["model"]["storageUri"])
     broken = copy.deepcopy(seed)

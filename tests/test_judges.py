@@ -16,7 +16,15 @@ from harness.judges.base import NO_DATA, Decision, Judge, JudgeConfig, Reading, 
 from harness.judges.external import CommandJudge, GuardedJudge, JudgeSpecError, load_judge
 from harness.judges.seed import SeedThresholdJudge
 from harness.judges.sequential import SequentialJudge, clean_canary_requests_to_promote
-from harness.judges.simulate import LatencyModel, Scenario, generate, histogram_quantile, run_judge, simulate
+from harness.judges.simulate import (
+    LatencyModel,
+    Scenario,
+    generate,
+    histogram_quantile,
+    run_judge,
+    simulate,
+    simulate_many,
+)
 from harness.judges.sprt import asn_h1, canary_share, kl_bernoulli, log_mixture, relative_llr
 
 CFG = JudgeConfig()
@@ -189,15 +197,56 @@ def test_sequential_ends_in_rollback_at_the_deadline_with_ambiguous_data() -> No
     assert outcome.verdict.reasons[0].startswith("deadline without a decision")
 
 
-def test_sequential_rolls_back_a_latency_tail_after_consecutive_breaching_windows() -> None:
+def test_sequential_rolls_back_a_latency_tail_on_its_slow_request_count() -> None:
     slow = dataclasses.replace(HEALTHY, canary_error_rate=0.0, stable_error_rate=0.0, canary_latency=TAIL)
     outcome = run_judge(SequentialJudge(CFG), generate(slow, CFG, seed=2).readings(0), CFG)
     assert outcome.decision is Decision.ROLLBACK
-    assert outcome.time_to_decision_s == CFG.latency_windows * CFG.interval_s
-    assert "latency breached on 3 consecutive windows" in outcome.verdict.reasons[0]
+    # ~4.6 % of 240 canary requests above 500 ms in the first minute: far past the 1 % the p99 allows
+    assert outcome.time_to_decision_s == CFG.interval_s
+    assert "canary p99 above 500 ms" in outcome.verdict.reasons[0] and "slower than 500 ms" in outcome.verdict.reasons[0]
     # and the same canary without its tail promotes
     fine = dataclasses.replace(slow, canary_latency=LatencyModel())
     assert simulate(SequentialJudge(CFG), fine, CFG, seed=2)[0] is Decision.PROMOTE
+
+
+def test_sequential_without_slow_request_counts_rolls_back_a_tail_on_consecutive_windows() -> None:
+    """A limit that is no bucket bound has no slow-request series: the window rule still holds."""
+    cfg = dataclasses.replace(CFG, p99_threshold_s=0.45)
+    slow = dataclasses.replace(HEALTHY, canary_error_rate=0.0, stable_error_rate=0.0, canary_latency=TAIL)
+    trace = generate(slow, cfg, seed=2)
+    assert trace.slow is None and next(trace.readings(0)).canary.slow is None
+    outcome = run_judge(SequentialJudge(cfg), trace.readings(0), cfg)
+    assert outcome.decision is Decision.ROLLBACK
+    assert outcome.time_to_decision_s == cfg.latency_windows * cfg.interval_s
+    assert "latency breached on 3 consecutive windows" in outcome.verdict.reasons[0]
+
+
+def test_sequential_judges_latency_when_no_window_has_enough_requests() -> None:
+    """20 req/s, canary 20 %, 5 s checks: 20 canary requests a window, under min_window_requests.
+    Windows never qualify; the slow-request count still promotes a healthy canary and rolls a tail
+    back within a minute (a window rule alone did neither before the deadline)."""
+    cfg = JudgeConfig(interval_s=5.0)
+    healthy = simulate_many({"sequential": SequentialJudge(cfg)}, HEALTHY, cfg, runs=200, seed=3)["sequential"]
+    promoted = [o for o in healthy if o.decision is Decision.PROMOTE]
+    assert len(promoted) >= 0.8 * len(healthy), len(promoted)
+    assert any("latency: p99 within 500 ms" in r for r in promoted[0].verdict.reasons), promoted[0].verdict.reasons
+    tail = dataclasses.replace(HEALTHY, canary_latency=TAIL)
+    caught = simulate_many({"sequential": SequentialJudge(cfg)}, tail, cfg, runs=200, seed=3)["sequential"]
+    assert all(o.decision is Decision.ROLLBACK for o in caught)
+    assert float(np.median([o.time_to_decision_s for o in caught])) <= 60
+
+
+def test_slow_request_counts_are_clamped_and_kept_when_a_reading_lacks_them() -> None:
+    judge = SequentialJudge(CFG)
+    # increase() extrapolation: a slow count a little above the request count, or below zero
+    judge.observe(reading(60, dataclasses.replace(rev(200, None, p99=0.1, wn=200), slow=230.0), rev(800, None)))
+    assert judge._slow == 200
+    llr = judge._llr_slow
+    judge.observe(reading(120, rev(400, None, p99=0.1, wn=200), rev(1600, None)))  # no slow series this time
+    assert judge._slow == 200 and judge._llr_slow == llr
+    judge.reset()
+    judge.observe(reading(60, dataclasses.replace(rev(200, None, p99=0.1, wn=200), slow=-3.0), rev(800, None)))
+    assert judge._slow == 0 and judge._llr_slow < 0
 
 
 def test_sequential_latency_relative_to_stable_and_thin_windows_ignored() -> None:

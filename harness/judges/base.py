@@ -22,6 +22,9 @@ class RevisionReading:
     p99_s: float | None  # p99 latency over the last window, seconds
     window_requests: float | None  # requests in the last window
     window_errors: float | None  # 5xx in the last window
+    # cumulative requests slower than the latency limit (p99_threshold_s) since judgement start,
+    # from the latency histogram's bucket at the limit; None = no such series (no bucket there)
+    slow: float | None = None
 
     def to_dict(self) -> dict[str, float | None]:
         return dataclasses.asdict(self)

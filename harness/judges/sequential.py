@@ -37,14 +37,20 @@ under about alpha; the two only add up when the canary sits on both null boundar
 at threshold/factor). benchmarks/judge_time_to_decision.py and judge_error_rates.py measure both
 the times (beside Wald's bound for the same hypotheses) and the error rates.
 
-Latency: the reading carries a p99 per window, not counts of slow requests, so the rule is on
-windows: a window *qualifies* when the canary served at least min_window_requests in it (fewer and
-p99 is essentially the maximum) and p99 is present. It *breaches* when the canary p99 exceeds
-p99_threshold_s, or relative_factor x max(stable p99, latency_floor_s) in the same window.
-latency_windows consecutive breaching qualifying windows roll back (non-qualifying windows neither
-break nor extend a streak); promotion needs the last latency_windows qualifying windows all clean.
-With histogram buckets at the limit, "p99 > limit" means "more than 1 % of the window's requests
-were slower than the limit", so a healthy canary breaches a window almost never.
+Latency, two rules:
+* Slow requests (when the reading counts them: the dialect's histogram has a bucket bound at
+  p99_threshold_s). "p99 <= limit" is "at most 1 % of requests slower than the limit", so this is a
+  one-sample SPRT on the canary's cumulative slow share, H1 p = 1 % (p99 at the limit) vs H0 p =
+  1 % / relative_factor (the errors' indifference ratio): crossing ln A rolls back, ln B lets
+  latency promote. Counts, not windows, so it works at any traffic: a window rule alone never
+  promoted (nor caught a tail) when each check saw fewer than min_window_requests canary requests.
+* Windows: a window *qualifies* when the canary served at least min_window_requests in it (fewer
+  and p99 is essentially the maximum) and p99 is present. It *breaches* when the canary p99 exceeds
+  p99_threshold_s, or relative_factor x max(stable p99, latency_floor_s) in the same window (the
+  relative rule, which the one-sample count cannot express). latency_windows consecutive breaching
+  qualifying windows roll back (non-qualifying windows neither break nor extend a streak).
+Promotion needs the slow-request SPRT accepted and no breach among the last qualifying windows;
+without slow-request counts, the last latency_windows qualifying windows all clean.
 
 Availability: a canary that served before and then answers nothing for latency_windows windows
 while the stable keeps serving rolls back (dead or crash-looping replicas): that absence is
@@ -69,7 +75,15 @@ from typing import Any
 from harness.judges.base import Decision, JudgeConfig, Reading, RevisionReading, Verdict
 from harness.judges.sprt import bernoulli_llr, canary_share, log_mixture, relative_llr, wald_log_bounds
 
-__all__ = ["SequentialJudge", "clean_canary_requests_to_promote"]
+__all__ = ["SLOW_SHARE_LIMIT", "SequentialJudge", "clean_canary_requests_to_promote", "slow_share_hypotheses"]
+
+#: p99 within the limit means at most this share of requests slower than it.
+SLOW_SHARE_LIMIT = 0.01
+
+
+def slow_share_hypotheses(config: JudgeConfig) -> tuple[float, float]:
+    """(p0, p1) of the slow-request SPRT: H1 the p99 at the limit, H0 the errors' indifference ratio below."""
+    return SLOW_SHARE_LIMIT / config.relative_factor, SLOW_SHARE_LIMIT
 
 
 def _counts(rev: RevisionReading) -> tuple[float, float] | None:
@@ -84,17 +98,19 @@ def _counts(rev: RevisionReading) -> tuple[float, float] | None:
 def clean_canary_requests_to_promote(config: JudgeConfig, canary_percent: float) -> float:
     """Canary requests the judge needs before it can promote when neither revision has any 5xx:
     the point where both SPRTs reach their promote bound (and min_requests). It sizes load tests:
-    with no errors at all, the only evidence is volume. Latency adds latency_windows windows of at
-    least min_window_requests each."""
+    with no errors at all, the only evidence is volume. Latency needs as many requests with none
+    slow (without slow-request counts: latency_windows windows of min_window_requests each)."""
     cfg = config
     log_b, _ = wald_log_bounds(cfg.alpha, cfg.beta)
     p1 = cfg.error_threshold
     absolute = log_b / math.log((1 - p1) / (1 - p1 / cfg.relative_factor))
+    slow_p0, slow_p1 = slow_share_hypotheses(cfg)
+    latency = log_b / math.log((1 - slow_p1) / (1 - slow_p0))
     w = canary_percent / 100.0
     theta1 = canary_share(w, cfg.relative_factor)
     # relative: only the stable's floor pseudo-errors move it, so it is counted in stable requests
     stable_needed = log_b / (cfg.error_floor * math.log((1 - theta1) / (1 - w)))
-    return max(absolute, stable_needed * w / (1 - w), float(cfg.min_requests))
+    return max(absolute, latency, stable_needed * w / (1 - w), float(cfg.min_requests))
 
 
 @dataclass
@@ -116,6 +132,8 @@ class SequentialJudge:
         self._streak = 0  # consecutive breaching qualifying windows
         self._recent: deque[bool] = deque(maxlen=self.config.latency_windows)  # qualifying windows: breached?
         self._latency_seen = False
+        self._llr_slow = 0.0  # slow-request SPRT, H1 slow share = SLOW_SHARE_LIMIT
+        self._slow: float | None = None  # cumulative slow canary requests, once a reading carried them
         self._snapshots: list[dict[str, Any]] = []
         self._readings = 0
         self._last_t: float | None = None
@@ -160,6 +178,19 @@ class SequentialJudge:
         self._streak = self._streak + 1 if why else 0
         return why
 
+    def _update_slow(self, canary: RevisionReading, n_c: float) -> None:
+        if canary.slow is None:
+            return  # keeps its last value: no bucket at the limit, or the series is not there yet
+        self._slow = min(max(float(canary.slow), 0.0), n_c)  # increase() extrapolates a little either way
+        p0, p1 = slow_share_hypotheses(self.config)
+        self._llr_slow = bernoulli_llr(self._slow, n_c, p0, p1)
+
+    def _slow_line(self) -> str:
+        n_c = self._canary[0] if self._canary else 0.0
+        return (f"{self._slow or 0:.0f} of {n_c:.0f} canary requests slower than "
+                f"{self.config.p99_threshold_s * 1000:.0f} ms (slow LLR {self._llr_slow:+.2f}, H1 "
+                f"{SLOW_SHARE_LIMIT:.0%} slow)")
+
     # -- verdicts ---------------------------------------------------------------------------------
 
     def _details(self) -> dict[str, Any]:
@@ -173,6 +204,7 @@ class SequentialJudge:
             "stable_requests": self._stable[0] if self._stable else None,
             "stable_errors": self._stable[1] if self._stable else None,
             "latency_breach_streak": self._streak, "latency_recent_windows": list(self._recent),
+            "llr_slow": self._llr_slow, "canary_slow_requests": self._slow,
             "relative": (f"H0 r=1 vs H1 r={cfg.relative_factor:g} (promotion) and the mixture of H1 "
                          f"r={cfg.relative_factor:g} and r={cfg.severe_factor:g} (rollback); "
                          f"r = canary/max(stable, {cfg.error_floor:g})"),
@@ -230,6 +262,7 @@ class SequentialJudge:
             self._stable = stable
         self._update_errors(canary, stable)
         breach = self._update_latency(reading.canary, reading.stable)
+        self._update_slow(reading.canary, canary[0])
 
         if self._llr_rollback >= self._log_a:
             return self._verdict(Decision.ROLLBACK, [
@@ -242,6 +275,10 @@ class SequentialJudge:
         if self._streak >= cfg.latency_windows:
             return self._verdict(Decision.ROLLBACK, [
                 f"latency breached on {self._streak} consecutive windows, last: {breach}"], reading.t_s)
+        if self._llr_slow >= self._log_a:
+            return self._verdict(Decision.ROLLBACK, [
+                (f"canary p99 above {cfg.p99_threshold_s * 1000:.0f} ms: {self._slow_line()} "
+                 f"(rollback >= {self._log_a:.2f})")], reading.t_s)
 
         waiting = []
         if stable is None:
@@ -250,7 +287,12 @@ class SequentialJudge:
             waiting.append(f"{canary[0]:.0f} canary requests < min_requests {cfg.min_requests}")
         if self._llr_rel > self._log_b or self._llr_abs > self._log_b:
             waiting.append("error evidence not yet conclusive: " + self._evidence())
-        if cfg.require_latency:
+        if cfg.require_latency and self._slow is not None:
+            if self._llr_slow > self._log_b:
+                waiting.append(f"latency not yet conclusive: {self._slow_line()} (promote <= {self._log_b:.2f})")
+            if any(self._recent):
+                waiting.append("latency: a recent qualifying window breached")
+        elif cfg.require_latency:
             clean = len(self._recent) == cfg.latency_windows and not any(self._recent)
             if not clean:
                 n_ok = len(self._recent) - sum(self._recent)
@@ -260,7 +302,10 @@ class SequentialJudge:
             return self._verdict(Decision.CONTINUE, [f"t={reading.t_s:.0f}s: " + "; ".join(waiting)], reading.t_s)
         reasons = [(f"canary error rate acceptable vs stable and vs {cfg.error_threshold:g}: "
                    f"{self._counts_line()}; {self._evidence()}")]
-        if cfg.require_latency:
+        if cfg.require_latency and self._slow is not None:
+            reasons.append(f"latency: p99 within {cfg.p99_threshold_s * 1000:.0f} ms: {self._slow_line()}"
+                           + ("; recent qualifying windows within limits" if self._recent else ""))
+        elif cfg.require_latency:
             reasons.append(f"latency: last {cfg.latency_windows} qualifying windows within limits")
         elif self._latency_seen:
             reasons.append(f"latency: {self._streak} consecutive breaching windows (< {cfg.latency_windows}); "
@@ -295,6 +340,8 @@ class SequentialJudge:
             parts.append(f"only {self._canary[0]:.0f} canary requests (< {cfg.min_requests})")
         if self._stable is None:
             parts.append("no stable data to compare with")
-        if cfg.require_latency and not self._latency_seen:
-            parts.append("no latency window qualified")
+        if cfg.require_latency and self._slow is not None and self._llr_slow > self._log_b:
+            parts.append(f"latency not conclusive: {self._slow_line()}")
+        elif cfg.require_latency and self._slow is None and not self._latency_seen:
+            parts.append("no latency window qualified and no slow-request counts")
         return "; ".join(parts)

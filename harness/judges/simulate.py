@@ -6,6 +6,8 @@ buckets; p99 is then computed the way `histogram_quantile` does (linear inside t
 readings mimic what harness.canary reads from Prometheus, quirks included: a 5xx series does not
 exist before the first 5xx (None, not 0), p99 over an empty window is None, a dead canary has no
 series at all, and an outage gives source_ok=False. Windows are one interval long, as the driver's.
+Slow-request counts (requests above the latency limit, cumulative) come from the same buckets, as
+the dialects' slow_requests query reads them; None when the limit is not a bucket bound.
 
 Generation is vectorised over runs (numpy), so thousands of runs cost little; only the judge runs
 per reading, as it does live. Everything is deterministic given the seed.
@@ -99,6 +101,7 @@ class Trace:
     requests: np.ndarray  # (2, runs, checks) per window
     errors: np.ndarray  # (2, runs, checks) per window
     p99_s: np.ndarray  # (3, runs, checks): stable, canary, pooled; NaN = empty window
+    slow: np.ndarray | None = None  # (2, runs, checks) per window: requests above the latency limit
 
     @property
     def runs(self) -> int:
@@ -108,23 +111,26 @@ class Trace:
         sc = self.scenario
         cum_n = np.cumsum(self.requests[:, run], axis=-1)
         cum_e = np.cumsum(self.errors[:, run], axis=-1)
+        cum_slow = None if self.slow is None else np.cumsum(self.slow[:, run], axis=-1)
         for k, t in enumerate(self.times_s):
             if sc.outage_s is not None and sc.outage_s[0] <= t < sc.outage_s[1]:
                 yield Reading(float(t), NO_DATA, NO_DATA, source_ok=False,
                               source_error="simulated outage: Prometheus did not answer")
                 continue
-            revs = [self._revision(0, run, k, cum_n, cum_e)]
-            revs.append(self._revision(1, run, k, cum_n, cum_e) if sc.canary_has_metrics else NO_DATA)
+            revs = [self._revision(0, run, k, cum_n, cum_e, cum_slow)]
+            revs.append(self._revision(1, run, k, cum_n, cum_e, cum_slow) if sc.canary_has_metrics else NO_DATA)
             yield Reading(float(t), canary=revs[1], stable=revs[0], source_ok=True,
                           combined=self._pooled(run, k, cum_n, cum_e))
 
-    def _revision(self, r: int, run: int, k: int, cum_n: np.ndarray, cum_e: np.ndarray) -> RevisionReading:
+    def _revision(self, r: int, run: int, k: int, cum_n: np.ndarray, cum_e: np.ndarray,
+                  cum_slow: np.ndarray | None) -> RevisionReading:
         p99 = float(self.p99_s[r, run, k])
         has_5xx = cum_e[r, k] > 0  # the 5xx series is created by the first 5xx
         return RevisionReading(requests=float(cum_n[r, k]), errors=float(cum_e[r, k]) if has_5xx else None,
                                p99_s=None if math.isnan(p99) else p99,
                                window_requests=float(self.requests[r, run, k]),
-                               window_errors=float(self.errors[r, run, k]) if has_5xx else None)
+                               window_errors=float(self.errors[r, run, k]) if has_5xx else None,
+                               slow=None if cum_slow is None else float(cum_slow[r, k]))
 
     def _pooled(self, run: int, k: int, cum_n: np.ndarray, cum_e: np.ndarray) -> RevisionReading:
         # What a service-wide query sees: a dead canary contributes no series, so only the stable.
@@ -150,7 +156,10 @@ def generate(scenario: Scenario, config: JudgeConfig, *, runs: int = 1, seed: in
                         for r, lat in enumerate((scenario.stable_latency, scenario.canary_latency))])
     p99 = np.stack([histogram_quantile(0.99, buckets[0]), histogram_quantile(0.99, buckets[1]),
                     histogram_quantile(0.99, buckets[0] + buckets[1])])
-    return Trace(scenario, times, requests, errors, p99)
+    slow = None
+    if config.p99_threshold_s in DEFAULT_BUCKETS_S:  # the count above the bucket bound at the limit
+        slow = buckets[..., DEFAULT_BUCKETS_S.index(config.p99_threshold_s) + 1:].sum(axis=-1)
+    return Trace(scenario, times, requests, errors, p99, slow)
 
 
 @dataclass

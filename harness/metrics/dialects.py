@@ -1,6 +1,11 @@
 """PromQL per metric dialect. Every template takes the window, the InferenceService and the
 revision, so canary and stable are always queried apart.
 
+`slow_requests` counts the requests slower than a latency limit: the histogram's count minus its
+cumulative bucket at the limit (`{le}`, written as the exporter writes bucket bounds: Python's
+prometheus_client "0.5", Go's "500" for Knative's milliseconds). A limit that is not a bucket bound
+has no series, so the query returns nothing, which the judges read as "no slow-request data".
+
 The seed's `kserve_request_total` / `kserve_request_duration_seconds` exist nowhere in KServe:
 that dialect is here only for users who record those names themselves.
 """
@@ -18,6 +23,16 @@ class Dialect:
     errors: str  # 5xx count increase over the window
     latency_quantile: str | None  # seconds; {q} is the quantile
     source: str
+    slow_requests: str | None = None  # requests slower than {le} over the window
+    le_per_second: float = 1.0  # the histogram's unit: 1000 for milliseconds
+    le_style: str = "python"  # how the exporter writes a bound: "python" (0.5, 1.0) or "go" (500, 1)
+
+    def le(self, limit_s: float) -> str:
+        """The `le` label value of the bucket bound at limit_s, as this exporter writes it."""
+        bound = limit_s * self.le_per_second
+        if self.le_style == "go":  # strconv.FormatFloat(v, 'g', -1, 64)
+            return f"{bound:.15g}"  # 15 digits drop float noise: 0.1 s x 1000 -> "100"
+        return repr(float(bound))  # prometheus_client's floatToGoString: 0.5 -> "0.5", 1 -> "1.0"
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -27,6 +42,8 @@ DIALECTS: dict[str, Dialect] = {
         errors='sum(increase(rest_server_requests_total{{isvc="{isvc}",revision="{revision}",path=~".*/infer",status_code=~"5.."}}[{window}]))',
         latency_quantile='histogram_quantile({q}, sum by (le) (rate(rest_server_request_duration_seconds_bucket{{isvc="{isvc}",revision="{revision}",path=~".*/infer"}}[{window}])))',
         source="MLServer's starlette exporter; scrape target labels isvc/revision/role set by the scrape config",
+        slow_requests=('sum(increase(rest_server_request_duration_seconds_count{{isvc="{isvc}",revision="{revision}",path=~".*/infer"}}[{window}]))'
+                       ' - sum(increase(rest_server_request_duration_seconds_bucket{{isvc="{isvc}",revision="{revision}",path=~".*/infer",le="{le}"}}[{window}]))'),
     ),
     "knative": Dialect(
         "knative",
@@ -34,6 +51,9 @@ DIALECTS: dict[str, Dialect] = {
         errors='sum(increase(revision_app_request_count{{configuration_name="{isvc}-predictor",revision_name="{revision}",response_code_class="5xx"}}[{window}]))',
         latency_quantile='histogram_quantile({q}, sum by (le) (rate(revision_app_request_latencies_bucket{{configuration_name="{isvc}-predictor",revision_name="{revision}"}}[{window}]))) / 1000',
         source="Knative queue-proxy (Serverless KServe); latencies in milliseconds",
+        slow_requests=('sum(increase(revision_app_request_latencies_count{{configuration_name="{isvc}-predictor",revision_name="{revision}"}}[{window}]))'
+                       ' - sum(increase(revision_app_request_latencies_bucket{{configuration_name="{isvc}-predictor",revision_name="{revision}",le="{le}"}}[{window}]))'),
+        le_per_second=1000.0, le_style="go",
     ),
     "haproxy": Dialect(
         "haproxy",
@@ -48,6 +68,8 @@ DIALECTS: dict[str, Dialect] = {
         errors='vector(0) * sum(increase(request_predict_seconds_count{{isvc="{isvc}",revision="{revision}"}}[{window}]))',
         latency_quantile='histogram_quantile({q}, sum by (le) (rate(request_predict_seconds_bucket{{isvc="{isvc}",revision="{revision}"}}[{window}])))',
         source="KServe's Python model server (sklearn/xgboost/custom; not MLServer): no error counter",
+        slow_requests=('sum(increase(request_predict_seconds_count{{isvc="{isvc}",revision="{revision}"}}[{window}]))'
+                       ' - sum(increase(request_predict_seconds_bucket{{isvc="{isvc}",revision="{revision}",le="{le}"}}[{window}]))'),
     ),
     "seed": Dialect(
         "seed",
@@ -55,9 +77,12 @@ DIALECTS: dict[str, Dialect] = {
         errors='sum(increase(kserve_request_total{{isvc="{isvc}",revision="{revision}",response_code=~"5.."}}[{window}]))',
         latency_quantile='histogram_quantile({q}, sum by (le) (rate(kserve_request_duration_seconds_bucket{{isvc="{isvc}",revision="{revision}"}}[{window}])))',
         source="the seed document's names; exist only if users record them",
+        slow_requests=('sum(increase(kserve_request_duration_seconds_count{{isvc="{isvc}",revision="{revision}"}}[{window}]))'
+                       ' - sum(increase(kserve_request_duration_seconds_bucket{{isvc="{isvc}",revision="{revision}",le="{le}"}}[{window}]))'),
     ),
 }
 
 
-def render(template: str, *, isvc: str, revision: str, window: str, q: float | None = None) -> str:
-    return template.format(isvc=isvc, revision=revision, window=window, q=q)
+def render(template: str, *, isvc: str, revision: str, window: str, q: float | None = None,
+           le: str | None = None) -> str:
+    return template.format(isvc=isvc, revision=revision, window=window, q=q, le=le)

@@ -7,14 +7,14 @@ follow start judging at once (harness/canary_scenarios.py says how the scenarios
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from harness.canary_scenarios import ScenarioRunner, conformance_table, planned_scenarios
+from harness.canary_scenarios import ScenarioRunner, conformance_table, planned_scenarios, service_manifest
+from harness.item_order import sort_items_under
 from harness.pipeline.params import trained_version
 from harness.serving.client import IsvcClient
 from harness.serving.storage import copy_storage
@@ -24,27 +24,9 @@ HERE = Path(__file__).parent
 SPLIT_FIXTURE = "canary_service"  # what the split test asks for
 
 
-def service_manifest(template: dict, name: str, storage_uri: str, *, min_replicas: int = 1) -> dict:
-    manifest = {
-        "apiVersion": template["apiVersion"], "kind": template["kind"],
-        "metadata": {"name": name, "namespace": template["metadata"]["namespace"],
-                     "labels": dict(template["metadata"].get("labels") or {}),
-                     "annotations": dict(template["metadata"].get("annotations") or {})},
-        "spec": copy.deepcopy(template["spec"]),
-    }
-    predictor = manifest["spec"]["predictor"]
-    predictor["model"]["storageUri"] = storage_uri
-    predictor["minReplicas"] = min_replicas  # one replica per revision: two cores host everything
-    predictor.pop("canaryTrafficPercent", None)
-    return manifest
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The split test first: the runner's first deploys overlap it instead of being waited for."""
-    slots = [i for i, item in enumerate(items) if HERE in Path(item.path).parents]
-    ordered = sorted((items[i] for i in slots), key=lambda item: SPLIT_FIXTURE not in item.fixturenames)
-    for slot, item in zip(slots, ordered):
-        items[slot] = item
+    sort_items_under(items, HERE, lambda item: SPLIT_FIXTURE not in item.fixturenames)
 
 
 @dataclass

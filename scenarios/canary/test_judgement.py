@@ -89,3 +89,46 @@ def test_healthy_canary_is_promoted(runner, seam) -> None:
         assert outcome.action == "promote"
         assert outcome.split_after == {outcome.canary: 100}
         assert outcome.post_window["failures_5xx"] == 0
+
+
+SCRAPE_INTERVAL_S = 1.0  # the local Prometheus' scrape interval
+
+
+def _slack(peak_per_s: int) -> float:
+    """What increase() may add or miss: about one scrape interval of traffic at each end of a
+    series inside the window (Prometheus extrapolates from the samples it has to the window's
+    edges, or to where the counter would have been 0), plus a request or two of rounding."""
+    return 2 * SCRAPE_INTERVAL_S * peak_per_s + 3
+
+
+@pytest.mark.parametrize("scenario", [pytest.param(s, id=s.name, marks=_marks(s)) for s in SCENARIOS
+                                      if not s.during])  # faults restart Prometheus or replicas mid-load
+def test_dialect_queries_match_the_load(runner, scenario: Scenario, seam) -> None:
+    """The local dialect's queries (what the judges read), run against the live Prometheus over the
+    whole load, give each revision's requests, 5xx and slow requests as Locust recorded them
+    through the router: canary and stable apart, nothing pooled, nothing lost."""
+    if runner.stack.name != "local":
+        pytest.skip("Locust's per-revision counts come from the local router's served-by header; on a cluster "
+                    "the judgement scenarios read the split per revision from Prometheus instead")
+    outcome = runner.run(scenario)
+    counts = outcome.metric_counts
+    with seam.check(f"dialect-counts:{scenario.name}", "the dialect's request, 5xx and slow-request counts per "
+                                                       "revision match Locust's over the whole load") as ev:
+        ev.update(counts)
+        for revision in (outcome.canary, outcome.stable):
+            prom, locust = counts["revisions"][revision]["prometheus"], counts["revisions"][revision]["locust"]
+            slack = _slack(locust["peak_per_s"])
+            assert prom["requests"] is not None and locust["requests"] > 0, (revision, prom, locust)
+            assert abs(prom["requests"] - locust["requests"]) <= slack, (revision, slack, prom, locust)
+            # the 5xx series exists only after the first 5xx: no series is 0 here, as for the judges
+            assert abs((prom["errors"] or 0.0) - locust["errors"]) <= _slack(locust["errors_peak_per_s"]), (
+                revision, prom, locust)
+            # the server's time is part of the client's: what it saw as slow, Locust saw as slow
+            assert prom["slow"] is not None, (revision, prom)
+            assert prom["slow"] <= locust["slow"] + _slack(locust["slow_peak_per_s"]), (revision, prom, locust)
+        if scenario.fault is not None and scenario.fault.kind == "error":  # the 5xx are the canary's alone
+            canary, stable = (counts["revisions"][r] for r in (outcome.canary, outcome.stable))
+            assert canary["locust"]["errors"] > 0 and (stable["prometheus"]["errors"] or 0.0) == 0, counts
+        if scenario.fault is not None and scenario.fault.kind == "tail_latency":
+            canary = counts["revisions"][outcome.canary]
+            assert canary["prometheus"]["slow"] >= 0.5 * canary["locust"]["slow"] > 0, canary

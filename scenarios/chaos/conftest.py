@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.chaos import planned_side_by_side
+from harness.item_order import sort_items_under
 
 HERE = Path(__file__).parent
 
@@ -28,10 +29,7 @@ def _group(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    slots = [i for i, item in enumerate(items) if HERE in Path(item.path).parents]
-    ordered = sorted((items[i] for i in slots), key=_group)  # stable: each group keeps its order
-    for slot, item in zip(slots, ordered):
-        items[slot] = item
+    sort_items_under(items, HERE, _group)
 
 
 @pytest.fixture(autouse=True)
