@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.canary import RevisionQueries, observe_and_judge
+from harness.canary import RevisionQueries, observe_and_judge, read_revision
 from harness.faults.models import FaultSpec, log_faulty_model
 from harness.judges.base import Decision, JudgeConfig
 from harness.judges.external import load_judge
 from harness.load import LoadResult, start_load
-from harness.metrics.dialects import DIALECTS, render
-from harness.metrics.prometheus import query_scalar
 from harness.pipeline.dataset import holdout_rows
 from harness.traffic.haproxy import revision_of
 from harness.traffic.rollout import CanaryState, promote, rollback, split_of, start_canary
@@ -206,9 +204,15 @@ class ScenarioRunner:
             self._deploy_ahead(self.main_plan[0])
         for scenario in self.plan:
             if scenario.beside:
-                self._deploy_ahead(scenario)
-                with self._lock:
-                    self._beside_runs[scenario.name] = self._beside_pool.submit(self._play, scenario)
+                self._play_beside(scenario)
+
+    def _play_beside(self, scenario: Scenario) -> Future:
+        """The beside scenario played in the background (once), its canary deployed ahead."""
+        self._deploy_ahead(scenario)  # takes the lock itself: not under it
+        with self._lock:
+            if scenario.name not in self._beside_runs:
+                self._beside_runs[scenario.name] = self._beside_pool.submit(self._play, scenario)
+            return self._beside_runs[scenario.name]
 
     def close(self) -> None:
         """Stop a beside scenario still observing (its load is killed) and wait for the pools."""
@@ -223,12 +227,8 @@ class ScenarioRunner:
     def run(self, scenario: Scenario) -> Outcome:
         if scenario.name in self.outcomes:
             return self.outcomes[scenario.name]
-        if scenario.beside:
-            with self._lock:
-                if scenario.name not in self._beside_runs:  # not in the plan: played beside now
-                    self._deploy_ahead(scenario)
-                    self._beside_runs[scenario.name] = self._beside_pool.submit(self._play, scenario)
-                running = self._beside_runs[scenario.name]
+        if scenario.beside:  # started by `start` when planned; played beside now otherwise
+            running = self._play_beside(scenario)
             return running.result(timeout=2 * self.stack.config.isvc_deadline_s + OBSERVATION_S + 120)
         if scenario.stops_shared:  # no beside judgement may read a stopped Prometheus
             wait_for(list(self._beside_runs.values()), timeout=2 * self.stack.config.isvc_deadline_s + OBSERVATION_S)
@@ -323,18 +323,16 @@ class ScenarioRunner:
         load and nothing of the service's earlier traffic, beside what Locust itself recorded per
         revision (the router's served-by header): what the judges read, checked against the load."""
         time.sleep(SCRAPE_SETTLE_S)
-        dialect = DIALECTS[self.stack.metric_dialect]
         limit_s = CONFIG.p99_threshold_s
-        window = f"{math.ceil(time.time() - result.t0 + 3)}s"  # Locust's start, 3 s before its first request
-        counted: dict[str, Any] = {"window": window, "latency_limit_s": limit_s, "revisions": {}}
+        window_s = math.ceil(time.time() - result.t0 + 3)  # from Locust's start, 3 s before its first request
+        counted: dict[str, Any] = {"window": f"{window_s}s", "latency_limit_s": limit_s, "revisions": {}}
         for revision in revisions:
-            kw = {"isvc": service, "revision": revision, "window": window}
             events = [e for e in result.events if e.served_by and revision_of(e.served_by) == revision]
-            prom = {"requests": query_scalar(self.stack.prometheus_url, render(dialect.requests, **kw)),
-                    "errors": query_scalar(self.stack.prometheus_url, render(dialect.errors, **kw)),
-                    "slow": (query_scalar(self.stack.prometheus_url,
-                                          render(dialect.slow_requests, le=dialect.le(limit_s), **kw))
-                             if dialect.slow_requests else None)}
+            # the judges' own reader, its since-start counts over the whole load
+            read = read_revision(self.stack.prometheus_url, self.stack.metric_dialect,
+                                 RevisionQueries(service, revision), elapsed_s=window_s, window_s=INTERVAL_S,
+                                 latency_limit_s=limit_s)
+            prom = {"requests": read.requests, "errors": read.errors, "slow": read.slow}
             errors, slow = [e for e in events if e.is_5xx], [e for e in events if e.ms > limit_s * 1000]
             counted["revisions"][revision] = {
                 "prometheus": prom,

@@ -38,6 +38,15 @@ def run_inner(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
         cwd=tmp_path, env=env or inner_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def collected_ids(*args: str) -> list[str]:
+    """The test ids `pytest --collect-only` lists for the repository's own suite with ``args``, in
+    the order they would run (nothing is started)."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", *args],
+                            check=False, cwd=REPO_ROOT, env=inner_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return [line for line in result.stdout.splitlines() if "::" in line]
+
+
 def interrupt_inner(tmp_path: Path, env: dict[str, str], ready_file: Path, sig: int,
                     *, deadline_s: float = 240) -> tuple[int, str]:
     """Start the inner session, wait until it writes ``ready_file``, send ``sig`` (as Ctrl-C or a

@@ -3,8 +3,6 @@ background runs and what must wait for them), and a cancelled background run sti
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.chaos.runner import Cancelled, run_scenarios_side_by_side
-from tests.inner import REPO_ROOT, inner_env
+from tests.inner import collected_ids
 
 SIDE_BY_SIDE = ("test_one_of_two_stable_replicas_killed", "test_rollback_to_scaled_to_zero.py")
 ALONE = ("test_out_of_bounds_refused_and_rollbacks_run", "test_mlflow_down_in_the_middle_of_a_pipeline_run",
@@ -27,11 +25,7 @@ def _group(test_id: str) -> int:
 
 def test_chaos_tests_run_shared_nothing_first_then_side_by_side_then_alone() -> None:
     """The real suite, collected as `pytest -m chaos` collects it (nothing is started)."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q",
-                             "-m", "chaos", "scenarios/chaos"], check=False, cwd=REPO_ROOT, env=inner_env(),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    ids = [line for line in result.stdout.splitlines() if "::" in line]
+    ids = collected_ids("-m", "chaos", "scenarios/chaos")
     groups = [_group(test_id) for test_id in ids]
     assert groups == sorted(groups), list(zip(groups, ids))
     assert set(groups) == {0, 1, 2}, ids  # each group has tests: the suite still overlaps something

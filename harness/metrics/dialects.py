@@ -35,6 +35,12 @@ class Dialect:
         return repr(float(bound))  # prometheus_client's floatToGoString: 0.5 -> "0.5", 1 -> "1.0"
 
 
+def _slower_than_le(histogram: str, selector: str) -> str:
+    """The slow_requests template of a classic histogram: its count minus its bucket at {le}."""
+    return (f"sum(increase({histogram}_count{{{{{selector}}}}}[{{window}}]))"
+            f" - sum(increase({histogram}_bucket{{{{{selector},le=\"{{le}}\"}}}}[{{window}}]))")
+
+
 DIALECTS: dict[str, Dialect] = {
     "mlserver": Dialect(
         "mlserver",
@@ -42,8 +48,8 @@ DIALECTS: dict[str, Dialect] = {
         errors='sum(increase(rest_server_requests_total{{isvc="{isvc}",revision="{revision}",path=~".*/infer",status_code=~"5.."}}[{window}]))',
         latency_quantile='histogram_quantile({q}, sum by (le) (rate(rest_server_request_duration_seconds_bucket{{isvc="{isvc}",revision="{revision}",path=~".*/infer"}}[{window}])))',
         source="MLServer's starlette exporter; scrape target labels isvc/revision/role set by the scrape config",
-        slow_requests=('sum(increase(rest_server_request_duration_seconds_count{{isvc="{isvc}",revision="{revision}",path=~".*/infer"}}[{window}]))'
-                       ' - sum(increase(rest_server_request_duration_seconds_bucket{{isvc="{isvc}",revision="{revision}",path=~".*/infer",le="{le}"}}[{window}]))'),
+        slow_requests=_slower_than_le("rest_server_request_duration_seconds",
+                                      'isvc="{isvc}",revision="{revision}",path=~".*/infer"'),
     ),
     "knative": Dialect(
         "knative",
@@ -51,8 +57,8 @@ DIALECTS: dict[str, Dialect] = {
         errors='sum(increase(revision_app_request_count{{configuration_name="{isvc}-predictor",revision_name="{revision}",response_code_class="5xx"}}[{window}]))',
         latency_quantile='histogram_quantile({q}, sum by (le) (rate(revision_app_request_latencies_bucket{{configuration_name="{isvc}-predictor",revision_name="{revision}"}}[{window}]))) / 1000',
         source="Knative queue-proxy (Serverless KServe); latencies in milliseconds",
-        slow_requests=('sum(increase(revision_app_request_latencies_count{{configuration_name="{isvc}-predictor",revision_name="{revision}"}}[{window}]))'
-                       ' - sum(increase(revision_app_request_latencies_bucket{{configuration_name="{isvc}-predictor",revision_name="{revision}",le="{le}"}}[{window}]))'),
+        slow_requests=_slower_than_le("revision_app_request_latencies",
+                                      'configuration_name="{isvc}-predictor",revision_name="{revision}"'),
         le_per_second=1000.0, le_style="go",
     ),
     "haproxy": Dialect(
@@ -68,8 +74,7 @@ DIALECTS: dict[str, Dialect] = {
         errors='vector(0) * sum(increase(request_predict_seconds_count{{isvc="{isvc}",revision="{revision}"}}[{window}]))',
         latency_quantile='histogram_quantile({q}, sum by (le) (rate(request_predict_seconds_bucket{{isvc="{isvc}",revision="{revision}"}}[{window}])))',
         source="KServe's Python model server (sklearn/xgboost/custom; not MLServer): no error counter",
-        slow_requests=('sum(increase(request_predict_seconds_count{{isvc="{isvc}",revision="{revision}"}}[{window}]))'
-                       ' - sum(increase(request_predict_seconds_bucket{{isvc="{isvc}",revision="{revision}",le="{le}"}}[{window}]))'),
+        slow_requests=_slower_than_le("request_predict_seconds", 'isvc="{isvc}",revision="{revision}"'),
     ),
     "seed": Dialect(
         "seed",
@@ -77,8 +82,7 @@ DIALECTS: dict[str, Dialect] = {
         errors='sum(increase(kserve_request_total{{isvc="{isvc}",revision="{revision}",response_code=~"5.."}}[{window}]))',
         latency_quantile='histogram_quantile({q}, sum by (le) (rate(kserve_request_duration_seconds_bucket{{isvc="{isvc}",revision="{revision}"}}[{window}])))',
         source="the seed document's names; exist only if users record them",
-        slow_requests=('sum(increase(kserve_request_duration_seconds_count{{isvc="{isvc}",revision="{revision}"}}[{window}]))'
-                       ' - sum(increase(kserve_request_duration_seconds_bucket{{isvc="{isvc}",revision="{revision}",le="{le}"}}[{window}]))'),
+        slow_requests=_slower_than_le("kserve_request_duration_seconds", 'isvc="{isvc}",revision="{revision}"'),
     ),
 }
 
