@@ -236,6 +236,22 @@ def test_sequential_judges_latency_when_no_window_has_enough_requests() -> None:
     assert float(np.median([o.time_to_decision_s for o in caught])) <= 60
 
 
+def test_with_slow_counts_one_noisy_window_delays_promotion_only_while_it_is_the_last() -> None:
+    """A relative p99 breach in one window (p99 of ~100 requests is their max) holds promotion
+    while it is the last qualifying window; the next clean window may promote. Three in a row
+    still roll back."""
+    def window(k: int, canary_p99: float) -> Reading:
+        return reading(3 * k, dataclasses.replace(rev(2000 * k, None, p99=canary_p99, wn=105), slow=0.0),
+                       dataclasses.replace(rev(2000 * k, None, p99=0.08, wn=105), slow=0.0))
+
+    judge = SequentialJudge(CFG)
+    decisions = feed(judge, [window(1, 0.08), window(2, 0.2)])  # evidence enough, but the last window breached
+    assert decisions[-1] is Decision.CONTINUE and judge._streak == 1
+    verdict = judge.observe(window(3, 0.08))
+    assert verdict.decision is Decision.PROMOTE, verdict.reasons
+    assert feed(SequentialJudge(CFG), [window(k, 0.2) for k in (1, 2, 3)])[-1] is Decision.ROLLBACK
+
+
 def test_slow_request_counts_are_clamped_and_kept_when_a_reading_lacks_them() -> None:
     judge = SequentialJudge(CFG)
     # increase() extrapolation: a slow count a little above the request count, or below zero
