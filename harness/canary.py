@@ -13,11 +13,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from harness.judges.base import Decision, Judge, Reading, RevisionReading, Verdict
+from harness.judges.base import Decision, Judge, Reading, RevisionReading, RoutedWindow, Verdict
 from harness.metrics.dialects import DIALECTS, render
 from harness.metrics.prometheus import PrometheusUnreachable, query_scalar
 
-__all__ = ["JudgementRecord", "JudgementStopped", "RevisionQueries", "observe_and_judge", "read_revision"]
+__all__ = ["JudgementRecord", "JudgementStopped", "RevisionQueries", "RouterWindows", "observe_and_judge",
+           "read_revision"]
+
+#: The router's cumulative counts per server: server -> (revision, requests sent, 2xx answers).
+RouterCounts = Mapping[str, tuple[str, int, int]]
 
 
 class JudgementStopped(Exception):
@@ -58,6 +62,39 @@ def read_revision(url: str, dialect_name: str, target: RevisionQueries, *, elaps
     )
 
 
+class RouterWindows:
+    """Per-window counts per revision from the router's cumulative per-server counters. A server
+    that left (a replica removed) keeps what it counted; one that is new, or was re-added under the
+    same name with its counters restarted, counts from zero."""
+
+    def __init__(self, sample: Callable[[], RouterCounts]) -> None:
+        self._sample = sample
+        self._last: dict[str, tuple[str, int, int]] = self._read() or {}
+
+    def _read(self) -> dict[str, tuple[str, int, int]] | None:
+        try:
+            return dict(self._sample())
+        except Exception:  # noqa: BLE001 - a router that cannot answer gives no counts, not zero
+            return None
+
+    def window(self, revisions: Mapping[str, str]) -> dict[str, RoutedWindow] | None:
+        """{role: counts since the last call} for ``revisions`` ({"canary": name, "stable": name});
+        None when the router cannot be asked (no evidence, rather than zero)."""
+        now = self._read()
+        if now is None:
+            return None
+        sent: dict[str, float] = {}
+        ok: dict[str, float] = {}
+        for server, (revision, total, good) in now.items():
+            _rev, total0, good0 = self._last.get(server, (revision, 0, 0))
+            if total < total0:  # counters restarted
+                total0, good0 = 0, 0
+            sent[revision] = sent.get(revision, 0.0) + total - total0
+            ok[revision] = ok.get(revision, 0.0) + max(0, good - good0)
+        self._last = now
+        return {role: RoutedWindow(sent.get(name, 0.0), ok.get(name, 0.0)) for role, name in revisions.items()}
+
+
 @dataclass
 class JudgementRecord:
     judge: str
@@ -81,17 +118,22 @@ def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, diale
                       stable: RevisionQueries, interval_s: float, deadline_s: float,
                       on_tick: Callable[[float, Reading], None] | None = None,
                       settle_s: float = 0.0, stop: threading.Event | None = None,
-                      latency_limit_s: float | None = None) -> Judgement:
+                      latency_limit_s: float | None = None,
+                      router_counts: Callable[[], RouterCounts] | None = None) -> Judgement:
     """Poll every `interval_s` until every judge decided or `deadline_s` passed; then `finish`
     the undecided ones (a final decision, never CONTINUE). `stop`, set from another thread, ends
     the observation with JudgementStopped (a judgement in a thread that no signal reaches).
-    ``latency_limit_s``: the readings also count each revision's requests slower than it."""
+    ``latency_limit_s``: the readings also count each revision's requests slower than it.
+    ``router_counts``: the profile's router counters (each reading then carries what the router
+    sent each revision in the window and the answers it got)."""
     stop = stop or threading.Event()
     for judge in judges.values():
         judge.reset()
     records = {name: JudgementRecord(name) for name in judges}
     result = Judgement(records)
     started = time.monotonic()
+    windows = RouterWindows(router_counts) if router_counts is not None else None
+    roles = {"canary": canary.revision, "stable": stable.revision}
     if settle_s:
         time.sleep(settle_s)
     last: Reading | None = None
@@ -99,8 +141,10 @@ def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, diale
         if stop.wait(interval_s):
             raise JudgementStopped(f"stopped after {time.monotonic() - started:.0f}s of observation")
         elapsed = time.monotonic() - started
+        routed = windows.window(roles) if windows is not None else None
         try:
             reading = Reading(
+                routed=routed,
                 t_s=elapsed,
                 canary=read_revision(prometheus_url, dialect, canary, elapsed_s=elapsed, window_s=interval_s,
                                      latency_limit_s=latency_limit_s),
@@ -109,7 +153,8 @@ def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, diale
                 source_ok=True)
         except PrometheusUnreachable as exc:
             empty = RevisionReading(None, None, None, None, None)
-            reading = Reading(t_s=elapsed, canary=empty, stable=empty, source_ok=False, source_error=str(exc))
+            reading = Reading(t_s=elapsed, canary=empty, stable=empty, source_ok=False, source_error=str(exc),
+                              routed=routed)
         result.readings.append(reading)
         last = reading
         if on_tick is not None:

@@ -276,7 +276,7 @@ class ScenarioRunner:
                 judges, prometheus_url=stack.prometheus_url, dialect=stack.metric_dialect,
                 canary=RevisionQueries(service, state.canary), stable=RevisionQueries(service, state.stable),
                 interval_s=INTERVAL_S, deadline_s=OBSERVATION_S, stop=self._stop,
-                latency_limit_s=CONFIG.p99_threshold_s)
+                latency_limit_s=CONFIG.p99_threshold_s, router_counts=stack.router_counts(service))
         except BaseException:
             load.kill()
             raise
@@ -313,7 +313,8 @@ class ScenarioRunner:
                          "served_by": {k: v.requests for k, v in result.by_served_by.items()}},
             load_totals=result.totals.as_dict(),
             readings=[{"t_s": round(r.t_s, 1), "source_ok": r.source_ok, "canary": r.canary.to_dict(),
-                       "stable": r.stable.to_dict()} for r in judgement.readings],
+                       "stable": r.stable.to_dict(), **({"routed": r.to_dict()["routed"]} if r.routed else {})}
+                      for r in judgement.readings],
             phases_s=phases, counting=counting)
         self.outcomes[scenario.name] = outcome
         return outcome

@@ -25,6 +25,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from harness.matrix import Role, Row
+from harness.procs import run_command
 
 __all__ = [
     "EnvBuildError",
@@ -132,7 +133,7 @@ def ensure_env(row: Row, role_name: str, *, cache: Path | None = None,
         ]
         for argv in steps:
             try:
-                proc = subprocess.run(argv, capture_output=True, text=True, timeout=UV_TIMEOUT_S)
+                proc = run_command(argv, what="uv", timeout=UV_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 shutil.rmtree(building, ignore_errors=True)
                 raise EnvBuildError(row.name, role_name, f"uv gave no result in {UV_TIMEOUT_S}s: {argv}")

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from harness.procs import spawn
+
 __all__ = [
     "EVENTS_FILE",
     "LOCUSTFILE",
@@ -480,8 +482,8 @@ def start_load(host: str, model: str, rows_parquet: Path, users: int, spawn_rate
     deadline = run_time + users / spawn_rate + stop_timeout_s + START_MARGIN_S
     started = time.time()
     with open(out_dir / LOG_FILE, "ab") as log:  # the child keeps its own copy of the descriptor
-        popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                 cwd=str(REPO_ROOT), start_new_session=True)
+        popen = spawn(argv, what="locust", stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                      cwd=str(REPO_ROOT)).popen
     return LoadHandle(popen, out_dir=out_dir, window_s=window_s, deadline_s=deadline, command=argv, started=started)
 
 

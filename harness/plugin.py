@@ -4,14 +4,19 @@ JUnit XML under reports/<run-id>/, and SIGTERM handled like Ctrl-C so fixtures a
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.config import PORT_OPTIONS, PROFILES, StackConfig
+from harness.ledger import ledger
 from harness.matrix import DEFAULT_MATRIX_PATH, MatrixError, load_matrix
 from harness.report.checks import CheckRecord, CheckRecorder
 from harness.report.summary import RunReport, new_run_id
@@ -52,6 +57,8 @@ _OPTIONS: list[tuple[str, str, str, Any, str]] = [
     ("seamcheck_artifact_store", "--artifact-store", "SEAMCHECK_ARTIFACT_STORE", "s3", "local profile: s3 (moto server) or files"),
     ("seamcheck_env_cache", "--env-cache", "SEAMCHECK_ENV_CACHE", None, "where role environments are cached (default ~/.cache/seamcheck/envs)"),
     ("seamcheck_namespace", "--namespace", "SEAMCHECK_NAMESPACE", "model-serving", "serving namespace"),
+    ("seamcheck_ledger_dir", "--ledger-dir", "SEAMCHECK_LEDGER_DIR", None,
+     "where the run's ledger lives, for its reaper and for later runs (default /run/seamcheck as root)"),
 ]
 # Cluster profiles: (dest, flag, env var, help). Values are read by _cluster_config below.
 _CLUSTER_OPTIONS = [
@@ -142,9 +149,10 @@ def pytest_configure(config: pytest.Config) -> None:
         **_cluster_config(config))
     config.stash[STACK_CONFIG_KEY] = stack_config
     config.stash[MATRIX_KEY] = matrix
+    run_id = os.environ.get("SEAMCHECK_RUN_ID") or new_run_id()
+    _configure_ledger(config, values["seamcheck_ledger_dir"], run_id, reports / run_id)
     if hasattr(config, "workerinput"):  # xdist workers: the controller writes the report
         return
-    run_id = os.environ.get("SEAMCHECK_RUN_ID") or new_run_id()
     report = RunReport(run_id=run_id, directory=reports / run_id, profile=profile)
     report.versions = row.versions()
     config.stash[REPORT_KEY] = report
@@ -154,6 +162,39 @@ def pytest_configure(config: pytest.Config) -> None:
     # fixture's teardown stops its processes, as it does for Ctrl-C.
     if _is_main_thread():
         signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+def terminal_printer(config: pytest.Config) -> Callable[[str], None]:
+    """Lines that reach the terminal even while pytest captures output (from any thread)."""
+    lock = threading.Lock()
+
+    def say(message: str) -> None:
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        with lock:
+            if capman is not None and reporter is not None:
+                with capman.global_and_fixture_disabled():
+                    reporter.ensure_newline()
+                    reporter.write_line(message)
+            else:
+                print(message, file=sys.stderr, flush=True)
+
+    return say
+
+
+def _configure_ledger(config: pytest.Config, directory: str | None, run_id: str, report_dir: Path) -> None:
+    """This process's ledger: it opens (and starts the reaper) with the first resource recorded."""
+    def capture_off() -> Any:
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        # The reaper then inherits the terminal's stderr, not pytest's capture file.
+        return capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+
+    ledger.configure(Path(directory) if directory else None, run_id=run_id, say=terminal_printer(config),
+                     around_spawn=capture_off, report_dir=report_dir)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    ledger.reset()  # after every fixture's teardown: whatever is still listed was leaked
 
 
 def _cluster_config(config: pytest.Config) -> dict[str, Any]:
@@ -173,8 +214,6 @@ def _cluster_config(config: pytest.Config) -> dict[str, Any]:
 
 
 def _is_main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
@@ -197,6 +236,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     stack_config = config.stash[STACK_CONFIG_KEY]
     from harness.profiles import preflight
 
+    # A dead run's leftovers first (its reaper was killed too): they may hold the ports checked next.
+    ledger.active().sweep_dead_runs()
     try:
         preflight(stack_config)
     except Exception as exc:  # every preflight failure is a usage problem with a fix in its text

@@ -1,8 +1,13 @@
-"""Child processes of the harness: started in their own process group, waited for with a
-deadline, stopped by group, and always reported with the tail of their log.
+"""Child processes of the harness: started in their own process group, recorded in the run's
+ledger before they exist (with the run's token in their environment, so the reaper finds them and
+their descendants if the session is killed), waited for with a deadline, stopped by group, and
+always reported with the tail of their log.
 
 Why process groups: `mlflow server` forks gunicorn and MLServer forks inference workers;
 killing only the PID we started leaves listening orphans (seen on this machine).
+
+Every program the harness starts goes through `spawn`, `run_command` or `run_checked` (a test
+checks that no other module calls subprocess directly).
 """
 from __future__ import annotations
 
@@ -19,12 +24,17 @@ import psutil
 import requests
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from harness.ledger import ledger
+
 __all__ = [
     "ComponentFailed",
     "ManagedProcess",
     "ProcessRegistry",
+    "Spawned",
     "log_tail",
     "run_checked",
+    "run_command",
+    "spawn",
 ]
 
 #: How much of a component's log goes into an error message.
@@ -46,6 +56,74 @@ def log_tail(path: Path | str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
 
 
+@dataclass
+class Spawned:
+    """A started child and its ledger entry: call ``done()`` once it is gone."""
+
+    popen: subprocess.Popen
+    entry: int
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def done(self) -> None:
+        ledger.active().released(self.entry)
+
+
+def spawn(argv: Sequence[str], *, what: str, env: Mapping[str, str] | None = None,
+          **popen_kwargs: object) -> Spawned:
+    """``subprocess.Popen`` in a session of its own, recorded in the ledger before it exists and
+    carrying the run's token (``env`` defaults to this process's environment)."""
+    record = ledger.active()
+    entry = record.intend("process", name=what, argv=[str(a) for a in list(argv)[:4]])
+    try:
+        popen = subprocess.Popen(list(argv), env=record.child_env(env), start_new_session=True,
+                                 **popen_kwargs)  # type: ignore[call-overload]
+    except BaseException:
+        record.released(entry)
+        raise
+    record.process_started(entry, popen.pid)
+    return Spawned(popen, entry)
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    what: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | str | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """A short command to completion (text output captured). At ``timeout`` its whole process
+    group is killed and ``subprocess.TimeoutExpired`` raised, with what it printed so far."""
+    child = spawn(argv, what=what or str(argv[0]), env=env, cwd=cwd, text=True,
+                  stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = child.popen.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _killpg(child.pid, signal.SIGKILL)
+        out, err = child.popen.communicate()
+        raise subprocess.TimeoutExpired(list(argv), timeout, output=out, stderr=err) from None
+    except BaseException:
+        _killpg(child.pid, signal.SIGKILL)
+        child.popen.wait()
+        raise
+    finally:
+        if child.popen.returncode is not None:
+            child.done()
+    return subprocess.CompletedProcess(list(argv), child.popen.returncode, out, err)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def run_checked(
     argv: Sequence[str],
     *,
@@ -57,15 +135,7 @@ def run_checked(
 ) -> subprocess.CompletedProcess[str]:
     """Run a short command to completion; on failure raise with its output's tail."""
     try:
-        proc = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            start_new_session=True,
-        )
+        proc = run_command(argv, what=what, timeout=timeout, env=env, cwd=cwd)
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or "") + (exc.stderr or "") if isinstance(exc.stdout, str) else ""
         raise ComponentFailed(f"{what}: no result after {timeout:.0f}s\n{_tail_text(out)}") from None
@@ -93,24 +163,20 @@ class ManagedProcess:
     env: dict[str, str] | None = None
     cwd: Path | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    entry: int | None = field(default=None, repr=False)  # its ledger entry
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         try:
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=True,  # its own process group: stop() kills the whole tree
-            )
+            # its own process group: stop() kills the whole tree
+            child = spawn(self.argv, what=self.name, env=self.env, cwd=self.cwd, stdout=log,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         except OSError as exc:
             raise ComponentFailed(f"{self.name}: could not start {self.argv[0]!r}: {exc}") from exc
         finally:
             log.close()
+        self.popen, self.entry = child.popen, child.entry
         return self
 
     @property
@@ -185,7 +251,9 @@ class ManagedProcess:
         try:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            pass
+            return  # still there: the ledger keeps it, for the session's close or the reaper
+        ledger.active().released(self.entry)
+        self.entry = None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole group now (a fault, not a teardown)."""

@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from harness.ledger import ledger
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 USES_STACK = textwrap.dedent("""
@@ -18,7 +20,9 @@ USES_STACK = textwrap.dedent("""
 
 
 def inner_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    """The outer session's environment plus its run token: if the outer session is killed, its
+    reaper stops the inner session too (the inner one sets its own token for its children)."""
+    env = {**ledger.child_env(), "PYTHONPATH": str(REPO_ROOT)}
     env.pop("PYTEST_ADDOPTS", None)
     env.update(extra or {})
     return env

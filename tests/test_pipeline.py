@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.pipeline.compile import inspect_compiled
+from harness.seams import gate_blocked
 
 REPO = Path(__file__).resolve().parents[1]
 COMPILE_TIMEOUT = 120
@@ -247,6 +248,10 @@ def test_gate_false_skips_deploy_and_the_run_succeeds(
     assert "< threshold 0.999" in tasks["quality-gate"]["parameters"]["reason"]
     assert tasks["deploy-to-kserve"]["state"] == "SKIPPED"
     assert tasks["train-model"]["state"] == "SUCCEEDED"
+    # What the deployment fixture (and the report's outcome line) says of this real run.
+    blocked = gate_blocked(tasks)
+    assert blocked is not None and "quality gate blocked the deploy" in blocked, blocked
+    assert "< threshold 0.999" in blocked and "candidate_f1=0." in blocked and "no production baseline" in blocked
 
 
 def test_gate_refuses_a_regression_against_the_production_alias(

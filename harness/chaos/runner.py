@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.procs import spawn
+
 __all__ = ["EXPERIMENTS_DIR", "Cancelled", "ChaosRun", "Journal", "experiment_files", "run_experiment_file",
            "run_scenario", "run_scenarios_side_by_side"]
 
@@ -93,8 +95,8 @@ class ChaosRun:
         argv = [chaos_cli(), "--no-version-check", "--log-file", str(log), "run", "--rollback-strategy", "always",
                 "--var-file", str(var_file), "--journal-path", str(journal), str(experiment)]
         with open(files / f"{key}.out", "wb") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
-                                       start_new_session=True)
+            process = spawn(argv, what=f"chaos run {experiment.name}", stdout=out,
+                            stderr=subprocess.STDOUT).popen
         return cls(key, experiment, journal, log, process)
 
     def running(self) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.cluster.errors import ClusterError
+from harness.procs import run_command
 
 __all__ = ["Command", "Kubectl", "run_cmd", "tail"]
 
@@ -44,9 +45,8 @@ def run_cmd(argv: Sequence[str], *, what: str, timeout: float, env: Mapping[str,
     exit (with check) or a timeout raise ClusterError with the command and its output's tail."""
     argv = [str(a) for a in argv]
     try:
-        proc = subprocess.run(argv, input=input_text, capture_output=True, text=True, timeout=timeout,
-                              env=dict(env) if env is not None else None, cwd=cwd,
-                              stdin=None if input_text is not None else subprocess.DEVNULL)
+        proc = run_command(argv, what=what, input=input_text, timeout=timeout,
+                           env=dict(env) if env is not None else None, cwd=cwd)
     except FileNotFoundError:
         raise ClusterError(f"{what}: {argv[0]!r} is not installed or not on PATH") from None
     except subprocess.TimeoutExpired as exc:

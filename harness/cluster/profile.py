@@ -12,9 +12,7 @@ import base64
 import json
 import os
 import secrets
-import shutil
 import signal
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -50,17 +48,20 @@ from harness.cluster.tasks import collect_tasks, function_names, run_pods, s3_fe
 from harness.cluster.waits import wait_deployments_available, wait_http, wait_until
 from harness.config import StackConfig
 from harness.envs import RoleEnv, ensure_envs
+from harness.ledger import ledger
 from harness.matrix import Row
 from harness.pipeline.compile import inspect_compiled
 from harness.procs import ProcessRegistry
-from harness.profiles.base import PipelineRun, Profile
+from harness.profiles.base import PipelineRun, Profile, RevisionModel
 from harness.serving.client import IsvcClient, predictor_status
+from harness.serving.storage import read_storage_file
 
 __all__ = ["ClusterProfile", "api_client"]
 
 REPO_ROOT = Path(harness.__file__).resolve().parent.parent
 MLFLOW_SELECTOR = {"app.kubernetes.io/name": "mlflow"}
 REVISION_LABEL = "serving.knative.dev/revision"
+STORAGE_URI_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
 # A cluster is slower than local processes: image pulls, pip in every task container, cold starts.
 CLUSTER_DEADLINES = {"component_deadline_s": 600.0, "isvc_deadline_s": 900.0, "pipeline_deadline_s": 2700.0}
 
@@ -92,7 +93,7 @@ class ClusterProfile(Profile):
         self.spec = spec
         self.namespace = config.namespace
         self.say = progress or (lambda _m: None)
-        self.state = Path(tempfile.mkdtemp(prefix=f"seamcheck-{self.name}-"))
+        self.state = ledger.active().make_dir(f"seamcheck-{self.name}-")
         self.registry = ProcessRegistry()
         self.kubeconfig: Path | None = None
         self.context: str | None = None
@@ -222,8 +223,7 @@ class ClusterProfile(Profile):
                 action()
             except Exception as exc:  # noqa: BLE001 - report and go on: teardown must finish
                 self.say(f"teardown: {what} failed: {type(exc).__name__}: {str(exc)[:300]}")
-        if not self.config.keep_stack:
-            shutil.rmtree(self.state, ignore_errors=True)
+        ledger.active().remove_dir(self.state, keep=self.config.keep_stack)
 
     def _stop_processes(self) -> None:
         self.registry.stop_all()
@@ -364,6 +364,17 @@ class ClusterProfile(Profile):
             texts.append(self._pod_log(core, pod.metadata.name, previous=False))
             logs[pod.metadata.name] = "\n".join(t for t in texts if t)
         return logs
+
+    def revision_model(self, name: str, revision: str) -> RevisionModel:
+        """The storageUri KServe wrote onto the Knative revision (the annotation its pod webhook
+        reads to inject the storage initializer: `internal.serving.kserve.io/storage-initializer-
+        sourceuri`, pkg/constants/constants.go at v0.14.1), and the MLmodel file under it."""
+        rev = k8s.CustomObjectsApi(self.api).get_namespaced_custom_object(
+            "serving.knative.dev", "v1", self.namespace, "revisions", revision)
+        uri = ((rev.get("metadata") or {}).get("annotations") or {}).get(STORAGE_URI_ANNOTATION, "")
+        if not uri:
+            raise ClusterError(f"revision {revision} has no {STORAGE_URI_ANNOTATION} annotation: not created by KServe?")
+        return RevisionModel(uri, read_storage_file(uri, "MLmodel", self.client_env()), "its storageUri")
 
     def _pod_log(self, core: k8s.CoreV1Api, pod: str, *, previous: bool) -> str:
         try:

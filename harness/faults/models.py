@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -452,6 +453,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (the harness stopping this, or the reaper after a killed session) unwinds like an
+    # exit, so the atexit removal of the scratch store below still runs.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     args = _parser().parse_args(argv)
     try:
         result = args.func(args)

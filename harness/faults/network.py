@@ -3,7 +3,8 @@ locally: the tasks reach the stack only through a veth link, and iptables rules 
 namespace cut that path (REJECT: connection refused at once; DROP: packets vanish, clients time
 out) while the harness keeps its own loopback path.
 
-Blast radius: everything here is created by this module with a seamcheck- name and removed by
+Blast radius: everything here is created by this module with a seamcheck- name, recorded in the
+run's ledger before it exists (so the reaper removes it if the session is killed), and removed by
 `close()` (deleting the namespace removes its veth pair and every rule inside it). Nothing is
 changed in the host's own iptables tables.
 """
@@ -16,7 +17,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry
+from harness.ledger import ledger
+from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry, run_command
 
 __all__ = ["NetnsUnavailable", "PipelineNetns", "netns_available", "seamcheck_namespaces"]
 
@@ -30,7 +32,7 @@ class NetnsUnavailable(RuntimeError):
 
 
 def _run(*argv: str, timeout: float = 20, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    proc = run_command(argv, what=argv[0], timeout=timeout)
     if check and proc.returncode != 0:
         raise ComponentFailed(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
@@ -63,7 +65,7 @@ class PipelineNetns:
     ns_ip: str = ""
     host_if: str = ""
     _forwards: dict[int, ManagedProcess] = field(default_factory=dict)
-    _rules: list[list[str]] = field(default_factory=list)
+    _rules: list[tuple[list[str], int]] = field(default_factory=list)  # (rule, ledger entry)
 
     def open(self) -> PipelineNetns:
         reason = netns_available()
@@ -78,9 +80,12 @@ class PipelineNetns:
         hosts = list(link.hosts())
         self.host_ip, self.ns_ip = str(hosts[0]), str(hosts[1])
         self.host_if, ns_if = f"sc{index}h", f"sc{index}n"
-        _run("ip", "netns", "add", self.name)
+        record = ledger.active()
+        with record.creating("netns", key=self.name, name=self.name):
+            _run("ip", "netns", "add", self.name)
         try:
-            _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", ns_if)
+            with record.creating("link", key=self.host_if, name=self.host_if):
+                _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", ns_if)
             _run("ip", "link", "set", ns_if, "netns", self.name)
             _run("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
             _run("ip", "link", "set", self.host_if, "up")
@@ -123,13 +128,16 @@ class PipelineNetns:
         rule = ["OUTPUT", "-d", self.host_ip, "-p", "tcp", "--dport", str(port), "-j", mode]
         if mode == "REJECT":
             rule += ["--reject-with", "tcp-reset"]
-        self.exec_argv("iptables", "-A", *rule, run=True)
-        self._rules.append(rule)
+        with ledger.active().creating("iptables", netns=self.name, table="filter", chain=rule[0],
+                                      rule=rule[1:]) as entry:
+            self.exec_argv("iptables", "-A", *rule, run=True)
+        self._rules.append((rule, entry))
         return rule
 
     def unblock(self) -> None:
-        for rule in reversed(self._rules):
+        for rule, entry in reversed(self._rules):
             self.exec_argv("iptables", "-D", *rule, run=True)
+            ledger.active().released(entry)
         self._rules.clear()
 
     def rules(self) -> list[str]:
@@ -141,11 +149,18 @@ class PipelineNetns:
             proc.stop()
             self.registry.forget(proc)
         self._forwards.clear()
+        record = ledger.active()
+        for _rule, entry in self._rules:
+            record.released(entry)  # they go with the namespace
         self._rules.clear()
-        if self.name:
-            _run("ip", "netns", "delete", self.name, check=False)  # removes the veth pair and its rules
+        # Deleting the namespace removes the veth pair and every rule inside; a failed delete stays
+        # in the ledger for the session's close (or the reaper) to try again.
+        if self.name and _run("ip", "netns", "delete", self.name, check=False).returncode == 0:
+            record.release_key("netns", self.name)
         if self.host_if:
-            _run("ip", "link", "delete", self.host_if, check=False)
+            _run("ip", "link", "delete", self.host_if, check=False)  # gone with the namespace, usually
+            if _run("ip", "link", "show", self.host_if, check=False).returncode != 0:
+                record.release_key("link", self.host_if)
 
     def __enter__(self) -> PipelineNetns:
         return self.open()

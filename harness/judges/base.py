@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Decision", "Judge", "JudgeConfig", "Reading", "RevisionReading", "Verdict"]
+__all__ = ["Decision", "Judge", "JudgeConfig", "Reading", "RevisionReading", "RoutedWindow", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,17 @@ NO_DATA = RevisionReading(None, None, None, None, None)
 
 
 @dataclass(frozen=True)
+class RoutedWindow:
+    """What the router itself counted for one revision in the last window, where the profile has a
+    router that counts (the local HAProxy): requests it sent to the revision's servers, and the 2xx
+    answers it got back. Independent of Prometheus, so it tells "no metrics for the canary" (the
+    router sent it traffic and got answers) from "the canary stopped serving" (it got none)."""
+
+    sent: float
+    ok: float
+
+
+@dataclass(frozen=True)
 class Reading:
     t_s: float  # seconds since judgement start
     canary: RevisionReading
@@ -48,21 +59,28 @@ class Reading:
     # by service name). Optional: only the seed judge reads it, and it derives the pool from the two
     # revisions when absent. The simulator fills it exactly (pooled histogram buckets).
     combined: RevisionReading | None = None
+    # The router's own counts for the window ("canary", "stable"); None where the profile has none.
+    routed: dict[str, RoutedWindow] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"t_s": self.t_s, "canary": self.canary.to_dict(), "stable": self.stable.to_dict(),
                                "source_ok": self.source_ok, "source_error": self.source_error}
         if self.combined is not None:
             out["combined"] = self.combined.to_dict()
+        if self.routed is not None:
+            out["routed"] = {k: dataclasses.asdict(v) for k, v in self.routed.items()}
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Reading:
         combined = data.get("combined")
+        routed = data.get("routed")
         return cls(t_s=float(data["t_s"]), canary=RevisionReading.from_dict(data.get("canary") or {}),
                    stable=RevisionReading.from_dict(data.get("stable") or {}),
                    source_ok=bool(data.get("source_ok", False)), source_error=str(data.get("source_error", "")),
-                   combined=RevisionReading.from_dict(combined) if combined else None)
+                   combined=RevisionReading.from_dict(combined) if combined else None,
+                   routed={k: RoutedWindow(float(v["sent"]), float(v["ok"])) for k, v in routed.items()}
+                   if routed else None)
 
 
 class Decision(enum.Enum):

@@ -26,7 +26,6 @@ import importlib.util
 import inspect
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import Any
 from harness.judges.base import Decision, Judge, JudgeConfig, Reading, Verdict
 from harness.judges.seed import SeedThresholdJudge
 from harness.judges.sequential import SequentialJudge
+from harness.procs import run_command
 
 __all__ = ["BUILTIN_JUDGES", "CommandJudge", "GuardedJudge", "JudgeSpecError", "load_judge"]
 
@@ -115,14 +115,12 @@ class CommandJudge:
         # Own session = own process group, so a timeout kills the shell and whatever it started
         # (subprocess.run's timeout kills only the shell, and a grandchild holding stdout open
         # would then block the read forever).
-        proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            out, err = proc.communicate(self._payload(reading, final), timeout=timeout)
+            proc = run_command(["/bin/sh", "-c", self.command], what=f"judge command {self.command}",
+                               input=self._payload(reading, final), timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
             return _inconclusive(f"judge command timed out after {timeout:g}s: {self.command}", at)
+        out, err = proc.stdout, proc.stderr
         if proc.returncode != 0:
             tail = (err or "").strip().splitlines()[-3:]
             return _inconclusive(f"judge command exited {proc.returncode}: {self.command}"

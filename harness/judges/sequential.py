@@ -57,7 +57,10 @@ requests slow) breached every other window against the stable and was never prom
 
 Availability: a canary that served before and then answers nothing for latency_windows windows
 while the stable keeps serving rolls back (dead or crash-looping replicas): that absence is
-evidence, because the stable's series show the metrics pipeline is alive.
+evidence, because the stable's series show the metrics pipeline is alive. Where the reading carries
+the router's own counts, a window is dark only if the router got no answer from the canary either:
+the router answering for it while Prometheus shows nothing is missing metrics, not a dead canary,
+and the reasons say which of the two was observed.
 
 Missing data never promotes:
 * source_ok False, or no canary series: nothing is updated, the verdict is CONTINUE.
@@ -87,6 +90,31 @@ SLOW_SHARE_LIMIT = 0.01
 def slow_share_hypotheses(config: JudgeConfig) -> tuple[float, float]:
     """(p0, p1) of the slow-request SPRT: H1 the p99 at the limit, H0 the errors' indifference ratio below."""
     return SLOW_SHARE_LIMIT / config.relative_factor, SLOW_SHARE_LIMIT
+
+
+def _router_words(reading: Reading) -> str:
+    """What the router itself saw of the canary in this window, for a reason line."""
+    routed = reading.routed or {}
+    canary, stable = routed.get("canary"), routed.get("stable")
+    if canary is None:
+        return "the profile has no router counts, so a dead canary and missing metrics look alike here"
+    total = canary.sent + (stable.sent if stable is not None else 0.0)
+    return (f"the router sent it {canary.sent:.0f} of {total:.0f} requests in the last window and got "
+            f"{canary.ok:.0f} answers back")
+
+
+def _missing_canary(reading: Reading) -> str:
+    """No canary series in Prometheus: name what the router observed, so "no metrics for the
+    canary" and "the canary stopped serving" are different findings."""
+    routed = (reading.routed or {}).get("canary")
+    if routed is None:
+        return "no canary request series (dead canary or metrics missing: the profile has no router counts)"
+    if routed.ok > 0:
+        return (f"no metrics for the canary: Prometheus has no canary series, but the router got {routed.ok:.0f} "
+                f"answers from it in the last window ({_router_words(reading)})")
+    if routed.sent > 0:
+        return f"the canary is not answering: {_router_words(reading)}; Prometheus has no canary series"
+    return f"the canary received no traffic: {_router_words(reading)}; Prometheus has no canary series"
 
 
 def _counts(rev: RevisionReading) -> tuple[float, float] | None:
@@ -245,20 +273,21 @@ class SequentialJudge:
         # traffic. That is evidence against it, not missing data: roll back after as many windows
         # as the latency rule needs.
         stable_window = reading.stable.window_requests or 0.0
-        if (reading.canary.window_requests or 0.0) > 0:
+        routed = reading.routed.get("canary") if reading.routed else None
+        if (reading.canary.window_requests or 0.0) > 0 or (routed is not None and routed.ok > 0):
             self._dark = 0
         elif self._canary is not None and stable_window >= cfg.min_window_requests:
             self._dark += 1
             if self._dark >= cfg.latency_windows:
                 return self._verdict(Decision.ROLLBACK, [
                     (f"canary stopped serving: no canary requests in {self._dark} consecutive windows while the "
-                     f"stable served {stable_window:.0f} in the last one (replicas dead or not ready)")],
-                    reading.t_s)
+                     f"stable served {stable_window:.0f} in the last one (replicas dead or not ready); "
+                     + _router_words(reading))], reading.t_s)
         if canary is None:
             snap["used"] = False
-            return self._verdict(Decision.CONTINUE, [
-                f"t={reading.t_s:.0f}s: no canary request series (dead canary or metrics missing); holding"],
-                reading.t_s)
+            return self._verdict(Decision.CONTINUE, [f"t={reading.t_s:.0f}s: " + _missing_canary(reading) + "; holding"],
+                                 reading.t_s)
+        gap = (routed is not None and routed.ok > 0 and not (reading.canary.window_requests or 0.0) > 0)
         snap["used"] = True
         self._canary = canary
         if stable is not None:
@@ -284,6 +313,8 @@ class SequentialJudge:
                  f"(rollback >= {self._log_a:.2f})")], reading.t_s)
 
         waiting = []
+        if gap:  # not a dark window (the router got answers), but not one the metrics saw either
+            waiting.append(f"no metrics for the canary's last window: {_router_words(reading)}")
         if stable is None:
             waiting.append("no stable request series in this reading")
         if canary[0] < cfg.min_requests:

@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from typing import Any
 
 import harness
 from harness.envs import EnvBuildError, RoleEnv, ensure_env, env_dir_for
+from harness.ledger import ledger
 from harness.matrix import Matrix, Row
 from harness.matrixcheck import checks
 from harness.matrixcheck.modelserver import ModelServer
@@ -35,7 +35,7 @@ from harness.matrixcheck.probes import RESULT_PREFIX
 from harness.pipeline.compile import inspect_compiled
 from harness.pipeline.dataset import holdout_rows
 from harness.ports import free_port
-from harness.procs import ComponentFailed, ProcessRegistry, run_checked
+from harness.procs import ComponentFailed, ProcessRegistry, run_checked, run_command
 from harness.services.s3 import S3Store, start_s3
 from harness.services.tracking import start_tracking
 
@@ -98,8 +98,7 @@ def _with_resolver_reason(role: Any, detail: str) -> str:
     argv = [*_uv(), "pip", "compile", "--quiet", "--python-version", ".".join(map(str, sys.version_info[:2])),
             *(["--exclude-newer", role.exclude_newer] if role.exclude_newer else []), "-"]
     try:
-        proc = subprocess.run(argv, input="\n".join(role.pins), capture_output=True, text=True, timeout=300,
-                              check=False)
+        proc = run_command(argv, what="uv pip compile", input="\n".join(role.pins), timeout=300)
     except subprocess.TimeoutExpired:
         return detail
     extra = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
@@ -135,7 +134,7 @@ class MatrixLab:
         self.cache, self.say = cache, progress or (lambda _m: None)
         self.parallel_builds, self.keep = parallel_builds, keep
         self.registry = ProcessRegistry()
-        self.state = Path(tempfile.mkdtemp(prefix="seamcheck-matrix-"))
+        self.state = ledger.active().make_dir("seamcheck-matrix-")
         self.timings: dict[str, float] = {}
         self._memo = _Memo()
         self._s3: S3Store | None = None
@@ -147,8 +146,7 @@ class MatrixLab:
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         self.registry.stop_all()
-        if not self.keep:
-            shutil.rmtree(self.state, ignore_errors=True)
+        ledger.active().remove_dir(self.state, keep=self.keep)
 
     def _row_roles(self, row: Row) -> tuple[str, ...]:
         return ROW_ROLES + (("skew",) if "skew" in row.roles else ())
@@ -306,10 +304,9 @@ class MatrixLab:
         out = cwd / "pipeline.yaml"
         pins = list(self.rows[row].role("pipeline").pins)
         try:
-            proc = subprocess.run([str(env.python), "-m", "harness.pipeline.compile", "--out", str(out),
-                                   "--packages-json", json.dumps(pins)], check=False, capture_output=True,
-                                  text=True,
-                                  timeout=PROBE_TIMEOUT_S, env=self._client_env(), cwd=cwd, start_new_session=True)
+            proc = run_command([str(env.python), "-m", "harness.pipeline.compile", "--out", str(out),
+                                "--packages-json", json.dumps(pins)], what=f"kfp compile ({row})",
+                               timeout=PROBE_TIMEOUT_S, env=self._client_env(), cwd=cwd)
         except subprocess.TimeoutExpired:
             raise NotEstablished(f"{row}: kfp compile gave no result in {PROBE_TIMEOUT_S:.0f}s") from None
         if proc.returncode != 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from harness.modelcheck import reference_predictions
 from harness.procs import run_checked
 from harness.serving.client import IsvcClient
 
-__all__ = ["PipelineRun", "Profile", "ProfileError"]
+__all__ = ["PipelineRun", "Profile", "ProfileError", "RevisionModel"]
 
 
 class ProfileError(RuntimeError):
@@ -41,6 +42,16 @@ class PipelineRun:
             if key == name or key.replace("_", "-") == name.replace("_", "-"):
                 return value
         raise KeyError(f"pipeline run has no task {name!r}; tasks: {sorted(self.tasks)}")
+
+
+@dataclass(frozen=True)
+class RevisionModel:
+    """The model a revision actually loads, from the revision's own record (not the
+    InferenceService's spec, which a later edit may have moved on)."""
+
+    storage_uri: str
+    mlmodel: str  # the MLmodel file's text
+    where: str  # where that text was read, for the evidence ("replica ...'s /mnt/models")
 
 
 class Profile(abc.ABC):
@@ -104,8 +115,17 @@ class Profile(abc.ABC):
         """Container logs of a revision's replicas (pods), by replica name."""
 
     @abc.abstractmethod
+    def revision_model(self, name: str, revision: str) -> RevisionModel:
+        """What revision ``revision`` of InferenceService ``name`` loads (storageUri and MLmodel)."""
+
+    @abc.abstractmethod
     def inference_base_url(self, name: str) -> str:
         """Where V2 requests for InferenceService `name` go (`<base>/v2/models/<name>/infer`)."""
+
+    def router_counts(self, name: str) -> Callable[[], Mapping[str, tuple[str, int, int]]] | None:
+        """The router's own counters for service ``name`` (server -> (revision, requests sent,
+        2xx answers)), where the profile's router counts per revision; None where it does not."""
+        return None
 
     # --- Prometheus
     @property

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,18 @@ import harness
 from harness.config import PORT_OPTIONS, StackConfig
 from harness.envs import RoleEnv, ensure_envs
 from harness.faults.network import PipelineNetns
+from harness.ledger import ledger
 from harness.matrix import Row
-from harness.ports import check_free, pick
+from harness.ports import PortTaken, check_free, pick
 from harness.procs import ComponentFailed, ProcessRegistry, log_tail, run_checked
-from harness.profiles.base import PipelineRun, Profile
+from harness.profiles.base import PipelineRun, Profile, RevisionModel
 from harness.services.prometheus import PrometheusServer, find_prometheus, start_prometheus
 from harness.services.s3 import S3Store, start_s3
 from harness.services.tracking import TrackingServer, start_tracking
 from harness.serving.apiserver import EmulatedApiServer, write_kubeconfig
 from harness.serving.client import IsvcClient
 from harness.serving.emulation import EmulationConfig, KServeEmulation
+from harness.serving.storage import read_storage_file
 from harness.traffic.haproxy import HAProxyRouter, find_haproxy, start_router
 
 __all__ = ["PORT_OPTIONS", "LocalProfile"]
@@ -43,12 +44,19 @@ ROLES_NEEDED = ("tracking", "pipeline", "serving", "storage", "runner")
 
 
 def preflight(config: StackConfig) -> None:
-    """Everything checkable before any process starts: binaries and chosen ports."""
+    """Everything checkable before any process starts: binaries and chosen ports (a port another
+    live seamcheck run holds is refused naming that run's pytest pid)."""
     find_prometheus()
     find_haproxy()
-    for component, port in config.ports.items():
-        if port:
-            check_free(port, component, PORT_OPTIONS[component][0])
+    fixed = {component: port for component, port in config.ports.items() if port}
+    in_the_way = ledger.active().claims_in_the_way([f"port:{port}" for port in fixed.values()])
+    for component, port in fixed.items():
+        option = PORT_OPTIONS[component][0]
+        claim = in_the_way.get(f"port:{port}")
+        if claim is not None:
+            raise PortTaken(f"port {port} for {component} is held by {claim.describe()}; pass another port to "
+                            f"{option} (or 0 for a free one)")
+        check_free(port, component, option)
 
 
 class LocalProfile(Profile):
@@ -60,7 +68,7 @@ class LocalProfile(Profile):
         self.namespace = config.namespace
         self.say = progress or (lambda _m: None)
         self.registry = ProcessRegistry()
-        self.state = Path(tempfile.mkdtemp(prefix="seamcheck-local-"))
+        self.state = ledger.active().make_dir("seamcheck-local-")
         self.envs: dict[str, RoleEnv] = {}
         self.s3: S3Store | None = None
         self.tracking: TrackingServer | None = None
@@ -71,6 +79,7 @@ class LocalProfile(Profile):
         self.kubeconfig: Path | None = None
         self._isvc: IsvcClient | None = None
         self._timings: dict[str, float] = {}
+        self._ports: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -81,6 +90,9 @@ class LocalProfile(Profile):
         for role, env in self.envs.items():
             self._timings[f"env_{role}_build_s"] = env.build_seconds
         ports = {c: pick(self.config.ports.get(c, 0)) for c in PORT_OPTIONS}
+        for component, port in ports.items():  # another run asking for one of these is refused
+            ledger.active().claim(f"port:{port}", component=component)
+        self._ports = ports
         deadline = self.config.component_deadline_s
 
         if self.config.artifact_store == "s3":
@@ -123,8 +135,11 @@ class LocalProfile(Profile):
         if api is not None:
             api.close()
         self.registry.stop_all()
-        if not self.config.keep_stack:
-            shutil.rmtree(self.state, ignore_errors=True)
+        record = ledger.active()
+        for port in self._ports.values():
+            record.release_key("claim", f"port:{port}")
+        self._ports = {}
+        record.remove_dir(self.state, keep=self.config.keep_stack)
 
     # ------------------------------------------------------------------ MLflow
     @property
@@ -207,6 +222,24 @@ class LocalProfile(Profile):
         for path in sorted((self.state / "kserve" / self.namespace / revision).glob("replica-*/mlserver.log")):
             logs[f"{revision}-{path.parent.name}"] = "\n".join(path.read_text(errors="replace").splitlines()[-400:])
         return logs
+
+    def revision_model(self, name: str, revision: str) -> RevisionModel:
+        """The revision's storageUri, and the MLmodel a ready replica downloaded into its
+        /mnt/models (what MLServer loaded); from the storageUri when no replica holds one."""
+        assert self.emulation is not None, "stack not started"
+        rev = self.emulation.revision(self.namespace, name, revision)
+        for replica in rev.ready_replicas():
+            path = replica.model_dir / "MLmodel"
+            if path.is_file():
+                return RevisionModel(rev.storage_uri, path.read_text(), f"replica {replica.name}'s /mnt/models")
+        return RevisionModel(rev.storage_uri, read_storage_file(rev.storage_uri, "MLmodel", self.client_env()),
+                             "its storageUri")
+
+    def router_counts(self, name: str) -> Callable[[], Mapping[str, tuple[str, int, int]]]:
+        """HAProxy's per-server request and 2xx counters for the service's backend."""
+        assert self.router is not None, "stack not started"
+        router = self.router
+        return lambda: router.routed_counts(self.namespace, name)
 
     def inference_base_url(self, name: str) -> str:
         assert self.router is not None, "stack not started"

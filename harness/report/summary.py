@@ -34,6 +34,8 @@ class RunReport:
     #: (harness/report/matrix.py fills it: {"markdown", "rows", "cells", "gate", ...}).
     matrix_cells: list[Any] = field(default_factory=list)
     matrix: dict[str, Any] = field(default_factory=dict)
+    #: Whether the pipeline's model was served, and why not: {"deployed": bool, "why": str}.
+    deployed: dict[str, Any] = field(default_factory=dict)
     started_monotonic: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -64,6 +66,7 @@ class RunReport:
             "tests": self.tests,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "artifacts": self.artifacts,
+            **({"deployed": self.deployed} if self.deployed else {}),
             **({"matrix": self.matrix} if self.matrix else {}),
         }
 

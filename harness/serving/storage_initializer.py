@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.envs import RoleEnv
+from harness.procs import run_command
 
 __all__ = ["DownloadResult", "download_model"]
 
@@ -40,9 +41,8 @@ def download_model(env: RoleEnv, storage_uri: str, dest: Path, *, extra_env: dic
     dest.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        proc = subprocess.run([str(env.python), "-c", _SCRIPT, storage_uri, str(dest)],
-                              capture_output=True, text=True, timeout=timeout_s,
-                              env={**os.environ, **extra_env})
+        proc = run_command([str(env.python), "-c", _SCRIPT, storage_uri, str(dest)], what="storage-initializer",
+                           timeout=timeout_s, env={**os.environ, **extra_env})
     except subprocess.TimeoutExpired:
         return DownloadResult(False, -1, f"storage-initializer: no result after {timeout_s:.0f}s",
                               time.monotonic() - started)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness.binaries import MissingBinary, find_binary
 from harness.ports import LOOPBACK
-from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry
+from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry, run_command
 
 __all__ = ["SERVED_BY_HEADER", "HAProxyRouter", "MissingBinary", "find_haproxy", "revision_of", "start_router",
            "weight_for"]
@@ -47,6 +47,12 @@ def weight_for(percent: float, replicas: int) -> int:
 def revision_of(served_by: str) -> str:
     """The revision name from a served-by header value (`<revision>-r<i>`)."""
     return served_by.rsplit("-r", 1)[0]
+
+
+def revision_of_server(server: str) -> str:
+    """The revision a router server belongs to: a replica (`<revision>-r<i>`) or the revision's
+    activator (`<revision>-activator`)."""
+    return server[: -len("-activator")] if server.endswith("-activator") else revision_of(server)
 
 
 def backend_name(namespace: str, isvc: str) -> str:
@@ -145,8 +151,9 @@ class HAProxyRouter:
 
     def server_stats(self, backend: str) -> dict[str, dict[str, str]]:
         """HAProxy's own view of a backend's servers (`show stat`): status (UP/DOWN/MAINT...),
-        weight, chkdown (UP->DOWN transitions), lastchg (s since the last), stot (sessions)."""
-        wanted = ("status", "weight", "chkdown", "lastchg", "stot", "check_status")
+        weight, chkdown (UP->DOWN transitions), lastchg (s since the last), stot (sessions: one
+        per request sent to the server), hrsp_2xx / hrsp_5xx (its answers by class)."""
+        wanted = ("status", "weight", "chkdown", "lastchg", "stot", "check_status", "hrsp_2xx", "hrsp_5xx")
         rows = self.command("show stat").lstrip("# ").splitlines()
         if not rows:
             return {}
@@ -157,6 +164,15 @@ class HAProxyRouter:
             if row.get("pxname") == backend and row.get("svname") not in ("BACKEND", "FRONTEND"):
                 out[row["svname"]] = {k: row.get(k, "") for k in wanted}
         return out
+
+    def routed_counts(self, namespace: str, isvc: str) -> dict[str, tuple[str, int, int]]:
+        """Per server of the service's backend: (revision, requests sent to it, 2xx answers), as
+        HAProxy counted them since the server was added: the router's own view, independent of
+        Prometheus and of the model servers' metrics."""
+        counts = {}
+        for server, row in self.server_stats(backend_name(namespace, isvc)).items():
+            counts[server] = (revision_of_server(server), int(row.get("stot") or 0), int(row.get("hrsp_2xx") or 0))
+        return counts
 
     def server_weights(self, backend: str) -> dict[str, int]:
         with self._lock:
@@ -195,10 +211,7 @@ class HAProxyRouter:
         self._write_routes()
         self.config_path.write_text(self.render())
         check = find_haproxy()
-        import subprocess  # local: only reloads need it
-
-        result = subprocess.run([check, "-c", "-f", str(self.config_path)], capture_output=True,
-                                text=True, timeout=30, check=False)
+        result = run_command([check, "-c", "-f", str(self.config_path)], what="haproxy -c", timeout=30)
         if result.returncode != 0:
             raise ComponentFailed(f"rendered haproxy config is invalid:\n{result.stdout}{result.stderr}")
         before = self._worker_pid()

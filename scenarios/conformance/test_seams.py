@@ -14,10 +14,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from fixtures.pipeline import EXPERIMENT, MODEL_NAME
+from harness.canary_scenarios import service_manifest
+from harness.faults.models import FaultSpec, log_faulty_model
 from harness.metrics.dialects import DIALECTS, render
 from harness.metrics.prometheus import wait_for_scalar
 from harness.pipeline.compile import inspect_compiled
 from harness.pipeline.dataset import holdout_rows, make_dataset
+from harness.pipeline.params import trained_version
+from harness.seams import ServedRevision, metric_mismatches, mlmodel_run_id, served_run_problems
 from harness.serving.client import IsvcFailed, IsvcWaitTimeout, predictor_status
 from harness.serving.storage import list_storage
 from harness.serving.v2 import infer, v2_outputs
@@ -106,9 +110,9 @@ def test_exactly_one_mlflow_run_with_params_and_metrics(pipeline_run, train_outp
             assert run.data.params[key] == value, (key, run.data.params[key], value)
         kfp_metrics = train_outputs["artifacts"]["metrics_output"]["metadata"]
         ev["kfp_metrics"] = kfp_metrics
-        for key in LOGGED_METRICS:
-            assert key in run.data.metrics, f"metric {key} not logged"
-            assert float(kfp_metrics[key]) == pytest.approx(run.data.metrics[key], abs=1e-12), key
+        mismatches = metric_mismatches(kfp_metrics, run.data.metrics, LOGGED_METRICS, run_id=run.info.run_id)
+        ev["metric_mismatches"] = mismatches
+        assert not mismatches, "; ".join(mismatches)
 
 
 def test_registered_version_comes_from_that_run(train_outputs, mlflow_client, seam) -> None:
@@ -135,15 +139,66 @@ def test_storage_uri_resolves_to_a_model_directory(deployment, train_outputs, ml
         assert "MLmodel" in files, files
 
 
-def test_served_revision_carries_the_run_id(deployment, train_outputs, seam) -> None:
-    with seam.check("served-revision-run-id", "the served revision's mlflow-run-id label equals the run id") as ev:
-        isvc = deployment.isvc
-        comp = predictor_status(isvc)
-        ev.update(labels=isvc["metadata"].get("labels"), traffic=comp.get("traffic"),
-                  latest_ready=comp.get("latestReadyRevision"))
-        assert isvc["metadata"]["labels"]["mlflow-run-id"] == _run_id(train_outputs)
-        serving = {t["revisionName"] for t in comp["traffic"] if t["percent"] > 0}
-        assert serving == {comp["latestReadyRevision"]}, "the ready revision is not the one serving"
+def _served_revision(stack, isvc: dict) -> ServedRevision:
+    """The serving revision as the stack records it: the label, the traffic, and what the revision
+    itself loads (its storageUri and the run id in the MLmodel it holds)."""
+    comp = predictor_status(isvc)
+    latest = comp.get("latestReadyRevision")
+    loaded = stack.revision_model(isvc["metadata"]["name"], latest)
+    return ServedRevision(isvc_label_run_id=(isvc["metadata"].get("labels") or {}).get("mlflow-run-id"),
+                          serving=frozenset(t["revisionName"] for t in comp.get("traffic") or [] if t["percent"] > 0),
+                          latest_ready=latest, storage_uri=loaded.storage_uri,
+                          loaded_run_id=mlmodel_run_id(loaded.mlmodel), where=loaded.where)
+
+
+def _registered_source(mlflow_client: MlflowClient, run_id: str) -> str | None:
+    mine = [v for v in mlflow_client.search_model_versions(f"name='{MODEL_NAME}'") if v.run_id == run_id]
+    return mine[0].source if len(mine) == 1 else None
+
+
+def test_served_revision_carries_the_run_id(deployment, train_outputs, mlflow_client, stack, seam) -> None:
+    with seam.check("served-revision-run-id", "the revision serving traffic is labelled with the run id and loads "
+                                              "that run's registered model (storageUri and MLmodel run_id)") as ev:
+        run_id = _run_id(train_outputs)
+        served = _served_revision(stack, deployment.isvc)
+        artifact_uri = mlflow_client.get_run(run_id).info.artifact_uri
+        source = _registered_source(mlflow_client, run_id)
+        problems = served_run_problems(run_id, artifact_uri, source, served)
+        ev.update(run_id=run_id, label_run_id=served.isvc_label_run_id, serving=sorted(served.serving),
+                  latest_ready=served.latest_ready, revision_storage_uri=served.storage_uri,
+                  loaded_model_run_id=served.loaded_run_id, loaded_from=served.where, artifact_uri=artifact_uri,
+                  registered_source=source, problems=problems)
+        assert source is not None, f"no single version registered from run {run_id}"
+        assert not problems, "; ".join(problems)
+
+
+def test_served_revision_check_names_both_runs_when_they_differ(deployment, train_outputs, mlflow_client, stack,
+                                                                seam) -> None:
+    """Negative seam: a service labelled with the pipeline's run that serves another run's model is
+    caught by the check above, which names both runs (the label alone would have passed)."""
+    with seam.check("served-revision-run-id-detects-mismatch", "a revision labelled with run A but loading run "
+                                                                 "B's model fails the check, naming A and B") as ev:
+        run_id = _run_id(train_outputs)
+        other = log_faulty_model(stack.envs["pipeline"].python, FaultSpec.wrong(1.0),
+                                 base_model_uri=f"models:/{MODEL_NAME}/{trained_version(deployment.run)}",
+                                 registered_model_name=f"{MODEL_NAME}-other-run", tracking_uri=stack.tracking_uri,
+                                 env=stack.client_env())
+        name = f"{deployment.name}-mislabelled"
+        manifest = service_manifest(deployment.isvc, name, other.artifact_uri)
+        assert manifest["metadata"]["labels"]["mlflow-run-id"] == run_id  # the label still says run A
+        stack.isvc.create_or_patch(manifest)
+        try:
+            isvc = stack.isvc.wait_ready(name, deadline_s=stack.config.isvc_deadline_s)
+            served = _served_revision(stack, isvc)
+            problems = served_run_problems(run_id, mlflow_client.get_run(run_id).info.artifact_uri,
+                                           _registered_source(mlflow_client, run_id), served)
+        finally:
+            stack.isvc.delete(name)
+        ev.update(label_run_id=served.isvc_label_run_id, other_run_id=other.run_id,
+                  revision_storage_uri=served.storage_uri, loaded_model_run_id=served.loaded_run_id, problems=problems)
+        assert served.isvc_label_run_id == run_id and served.loaded_run_id == other.run_id, ev
+        assert problems, "the check passed a revision that serves another run's model"
+        assert any(run_id in p and str(other.run_id) in p for p in problems), problems
 
 
 def test_endpoint_predictions_equal_the_registered_model(deployment, train_outputs, stack, seam) -> None:

@@ -22,6 +22,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -276,6 +277,9 @@ def main(argv=None) -> int:
     ts.add_argument("--input", required=True)
     ts.set_defaults(func=cmd_train_save)
     args = parser.parse_args(argv)
+    # SIGTERM (the harness, or the reaper after a killed session) unwinds like an exit, so the
+    # scratch TemporaryDirectory is removed.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     result = args.func(args)
     print("SEAMCHECK_PROBE " + json.dumps(result, default=str))
     return 0
