@@ -13,6 +13,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from harness.cluster.commands import Kubectl
 from harness.cluster.discover import compare, discover
 from harness.cluster.errors import ChaosRefused, ClusterError, WaitTimeout
 from harness.cluster.faults import CUT_POLICY_NAME, ClusterFaults
@@ -341,6 +342,32 @@ def test_network_policy_cuts_the_pipeline_namespace_from_mlflow_and_is_removed(a
     assert faults.restore_pipeline_to_mlflow("kubeflow") is True
     assert fake.get("networking.k8s.io/v1", "NetworkPolicy", CUT_POLICY_NAME, "kubeflow") is None
     assert faults.restore_pipeline_to_mlflow("kubeflow") is False and faults.policies == []
+
+
+def test_lasting_faults_record_their_kubectl_undo_before_they_apply(api: k8s.ApiClient, fake: FakeApiServer,
+                                                                   tmp_path) -> None:
+    """The reaper lifts a cut or restores a scale that a killed session left: the undo is in the
+    ledger before the fault is applied, and released when the fault is lifted."""
+    from harness.ledger.ledger import Ledger, activated
+    from harness.ledger.records import read_state
+
+    record = Ledger(tmp_path / "ledgers", "faults-test")
+    kubectl = Kubectl("kubectl", tmp_path / "kubeconfig").argv
+    fake.put(deployment("prometheus", NS, replicas=2))
+    faults = ClusterFaults(api, ChaosGuard.of(api, ["kubeflow", NS]), kubectl=kubectl)
+    with activated(record):
+        faults.cut_pipeline_from_mlflow("kubeflow", "seamcheck-system", {"app.kubernetes.io/name": "mlflow"})
+        faults.scale(NS, "prometheus", 0)
+        faults.scale(NS, "prometheus", 1)  # still not the original: the undo keeps the original count
+        pending = {tuple(e.what["argv"][3:]) for e in read_state(record.path).pending(("command",))}
+        assert pending == {("delete", "networkpolicy", "-n", "kubeflow", CUT_POLICY_NAME, "--ignore-not-found"),
+                           ("scale", "deployment", "prometheus", "-n", NS, "--replicas=2")}, pending
+        assert all(e.what["argv"][:3] == ["kubectl", "--kubeconfig", str(tmp_path / "kubeconfig")]
+                   for e in read_state(record.path).pending(("command",)))
+        faults.restore_pipeline_to_mlflow("kubeflow")
+        faults.scale(NS, "prometheus", 2)
+        assert read_state(record.path).pending(("command",)) == []
+    record.close()
 
 
 def test_faults_are_refused_before_anything_changes(api: k8s.ApiClient, fake: FakeApiServer) -> None:

@@ -230,6 +230,47 @@ def test_sigterm_while_kind_creates_deletes_the_cluster(tmp_path: Path) -> None:
     assert kind_log(tmp_path)[-1] == "delete cluster --name seamcheck-test", output
 
 
+def test_sigkill_while_kind_creates_still_deletes_the_cluster(tmp_path: Path) -> None:
+    """No teardown runs after SIGKILL: the reaper runs the undo command the ledger recorded before
+    `kind create cluster` started."""
+    bin_dir = fake_tools(tmp_path, create_sleep="60")
+    write_test(tmp_path)
+    env = inner_env({"PATH": f"{bin_dir}:{Path(sys.executable).parent}", "SEAMCHECK_KIND_CLUSTER": "seamcheck-test",
+                     "SEAMCHECK_LEDGER_DIR": str(tmp_path / "ledgers")})
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--reports-dir",
+                             str(tmp_path / "reports"), str(tmp_path / "test_inner.py"), "--profile", "kind"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("create cluster") for line in kind_log(tmp_path)):
+            assert time.monotonic() < deadline and proc.poll() is None, "kind create was never called"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 30
+    while kind_log(tmp_path)[-1] != "delete cluster --name seamcheck-test" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert kind_log(tmp_path)[-1] == "delete cluster --name seamcheck-test", output
+    assert "1 undo command" in (tmp_path / "ledgers" / "reaper.log").read_text()
+
+
+def test_a_live_runs_kind_cluster_is_refused_naming_its_pid(tmp_path: Path) -> None:
+    from harness.ledger.ledger import Ledger
+
+    owner = Ledger(tmp_path / "ledgers", "other-run")
+    owner.claim("kind-cluster:seamcheck-test")
+    try:
+        result = _inner(tmp_path, fake_tools(tmp_path), "--profile", "kind",
+                        extra_env={"SEAMCHECK_LEDGER_DIR": str(tmp_path / "ledgers")})
+        _assert_one_line_error(result, f"kind cluster 'seamcheck-test' belongs to seamcheck run other-run (pytest pid "
+                                       f"{os.getpid()}, still running)")
+    finally:
+        owner.close()
+
+
 def _assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, output

@@ -4,6 +4,11 @@
 * pod deletion by label selector (SIGKILL-like with grace 0, or a normal termination);
 * scaling a deployment (returns the previous replica count, to restore it).
 
+Before a fault that stays in place (the policy, a changed replica count) is applied, its undo is
+recorded in the run's ledger as a kubectl command (``kubectl``: the profile's kubectl argv builder),
+so the reaper lifts it if the session is killed: a cut that outlived its session would leave a
+user's pipeline namespace cut from MLflow.
+
 The NetworkPolicy is an egress policy on the pipeline namespace's pods that allows everything
 except MLflow's pods: pods in every other namespace, the other pods of MLflow's namespace (its
 MinIO keeps working), and non-pod addresses (the API server, package indexes) minus MLflow's pod
@@ -21,6 +26,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from harness.cluster.guard import ChaosGuard
+from harness.ledger import ledger
 
 __all__ = ["CUT_POLICY_NAME", "ClusterFaults", "mlflow_cut_policy"]
 
@@ -62,6 +68,13 @@ class ClusterFaults:
     guard: ChaosGuard
     say: Callable[[str], None] = lambda _m: None
     policies: list[tuple[str, str]] = field(default_factory=list)
+    #: kubectl's argv for the undo commands (Kubectl.argv), or None: no undo recorded
+    kubectl: Callable[..., list[str]] | None = None
+    _scaled: dict[tuple[str, str], int] = field(default_factory=dict)  # (ns, deployment) -> original replicas
+
+    def _record_undo(self, key: str, *args: str) -> None:
+        if self.kubectl is not None and ledger.active().entry_for("command", key) is None:
+            ledger.active().intend("command", key=key, argv=self.kubectl(*args), timeout_s=60)
 
     # ------------------------------------------------------------ network
     def cut_pipeline_from_mlflow(self, pipeline_ns: str, mlflow_ns: str, mlflow_selector: Mapping[str, str]) -> dict:
@@ -71,6 +84,8 @@ class ClusterFaults:
         ips = [p.status.pod_ip for p in core.list_namespaced_pod(mlflow_ns, label_selector=selector).items
                if p.status is not None and p.status.pod_ip]
         policy = mlflow_cut_policy(pipeline_ns, mlflow_ns, mlflow_selector, ips)
+        self._record_undo(f"networkpolicy:{pipeline_ns}/{CUT_POLICY_NAME}", "delete", "networkpolicy", "-n",
+                          pipeline_ns, CUT_POLICY_NAME, "--ignore-not-found")
         net = k8s.NetworkingV1Api(self.api)
         try:
             created = net.create_namespaced_network_policy(pipeline_ns, policy)
@@ -95,6 +110,7 @@ class ClusterFaults:
             removed = False
         if (pipeline_ns, CUT_POLICY_NAME) in self.policies:
             self.policies.remove((pipeline_ns, CUT_POLICY_NAME))
+        ledger.active().release_key("command", f"networkpolicy:{pipeline_ns}/{CUT_POLICY_NAME}")
         if removed:
             self.say(f"fault restored: NetworkPolicy {pipeline_ns}/{CUT_POLICY_NAME} removed")
         return removed
@@ -122,7 +138,14 @@ class ClusterFaults:
         self.guard.check(namespace, f"scale deployment {deployment} to {replicas}")
         apps = k8s.AppsV1Api(self.api)
         before = apps.read_namespaced_deployment_scale(deployment, namespace).spec.replicas or 0
+        key = f"scale:{namespace}/{deployment}"
+        original = self._scaled.setdefault((namespace, deployment), before)
+        if replicas != original:
+            self._record_undo(key, "scale", "deployment", deployment, "-n", namespace, f"--replicas={original}")
         apps.patch_namespaced_deployment_scale(deployment, namespace, {"spec": {"replicas": replicas}})
+        if replicas == original:  # restored
+            self._scaled.pop((namespace, deployment), None)
+            ledger.active().release_key("command", key)
         self.say(f"fault: deployment {namespace}/{deployment} scaled {before} -> {replicas}")
         return before
 

@@ -161,7 +161,7 @@ class ClusterProfile(Profile):
         self._wait_services()
         self.proxy = HostRoutingProxy(lambda: self.endpoints["ingress"])
         self.guard = ChaosGuard.of(self.api, self._chaos_namespaces(), cluster=self._cluster_label())
-        self.faults = ClusterFaults(self.api, self.guard, self.say)
+        self.faults = ClusterFaults(self.api, self.guard, self.say, kubectl=self.kubectl.argv)
         self._isvc = IsvcClient(self.api, self.namespace)
         self._timings["stack_start_s"] = time.monotonic() - started
         self.say(f"{self.name} stack ready in {self._timings['stack_start_s']:.0f}s (state in {self.state})")

@@ -35,8 +35,8 @@ from harness.ledger.others import LEDGER_SUFFIX, LiveClaim, live_claims, sweep_d
 from harness.ledger.records import dumps, read_state
 from harness.ledger.undo import TOKEN_VAR, Swept, sweep
 
-__all__ = ["LEDGER_DIR_ENV", "Ledger", "LedgerError", "active", "child_env", "configure", "default_directory",
-           "reset"]
+__all__ = ["LEDGER_DIR_ENV", "Ledger", "LedgerError", "activated", "active", "child_env", "configure",
+           "default_directory", "reset"]
 
 #: The environment variable of --ledger-dir (read by the plugin, named here for the error text).
 LEDGER_DIR_ENV = "SEAMCHECK_LEDGER_DIR"
@@ -157,9 +157,13 @@ class Ledger:
             except FileExistsError:
                 self.release_key("dir", str(path))
 
-    def keep_dir(self, path: Path) -> None:
+    def keep_key(self, kind: str, key: str) -> None:
+        """The user asked to keep it (--keep-stack, --keep-cluster): never undone."""
         with self._lock:
-            self.kept(self._keys.pop(("dir", str(path)), None))
+            self.kept(self._keys.pop((kind, key), None))
+
+    def keep_dir(self, path: Path) -> None:
+        self.keep_key("dir", str(path))
 
     def remove_dir(self, path: Path, *, keep: bool = False) -> None:
         """Teardown's end of ``make_dir``: remove the folder (or keep it, as the user asked)."""
@@ -303,6 +307,19 @@ def active() -> Ledger:
 
 def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return active().child_env(env)
+
+
+@contextmanager
+def activated(record: Ledger) -> Iterator[Ledger]:
+    """Make ``record`` this process's ledger for a while (a test of code that records)."""
+    global _active
+    with _active_lock:
+        previous, _active = _active, record
+    try:
+        yield record
+    finally:
+        with _active_lock:
+            _active = previous
 
 
 def reset() -> Swept:

@@ -27,6 +27,7 @@ from harness.cluster.profile import ClusterProfile
 from harness.cluster.spec import ClusterSpec, cluster_spec
 from harness.cluster.tools import Tools, check_kind_tools
 from harness.config import StackConfig
+from harness.ledger import ledger
 from harness.matrix import Row
 from harness.profiles.base import PipelineRun
 
@@ -46,7 +47,15 @@ def preflight(config: StackConfig, row: Row) -> Tools:
     """Before anything starts: the row has what kind needs, kind/docker/kubectl/git are there,
     kind is >= v0.24, and the Docker daemon answers. One-line errors (ProfileError)."""
     spec = kind_spec(config, row, config.profile)
+    claim = ledger.active().claims_in_the_way([_claim(spec.cluster_name)]).get(_claim(spec.cluster_name))
+    if claim is not None:
+        raise ClusterError(f"kind cluster {spec.cluster_name!r} belongs to {claim.describe()}; set "
+                           "SEAMCHECK_KIND_CLUSTER to another name, or wait for that run")
     return check_kind_tools(config.kind_bin, need_helm=spec.network_layer == "istio")
+
+
+def _claim(cluster: str) -> str:
+    return f"kind-cluster:{cluster}"
 
 
 class KindProfile(ClusterProfile):
@@ -69,9 +78,15 @@ class KindProfile(ClusterProfile):
         self.cluster_versions.update(kind=self.tools.kind_version, docker=self.tools.docker_server)
         assert self.tools.kind is not None and self.tools.docker is not None
         self.cluster = KindCluster(self.spec, self.tools.kind, self.tools.docker, self.say)
+        record = ledger.active()
+        record.claim(_claim(self.spec.cluster_name), cluster=self.spec.cluster_name)
         if not self.cluster.exists():
-            # Marked before creating: a creation that fails half-way still gets deleted at teardown.
+            # Marked before creating: a creation that fails half-way still gets deleted at teardown,
+            # and by the reaper if the session is killed meanwhile (the undo command).
             self.created = True
+            record.intend("command", key=_claim(self.spec.cluster_name), ok_if_fails=True,
+                          argv=[self.tools.kind, "delete", "cluster", "--name", self.spec.cluster_name],
+                          timeout_s=300)
             self.cluster.create(self.state / "kind-config.yaml")
         else:
             self.say(f"kind: reusing the existing cluster {self.spec.cluster_name!r}; it is left in place at the end")
@@ -122,9 +137,13 @@ class KindProfile(ClusterProfile):
     def _cluster_teardown(self) -> None:
         if self.cluster is None:
             return
+        record = ledger.active()
+        record.release_key("claim", _claim(self.spec.cluster_name))
         if self.created and not self.config.keep_cluster:
             self.cluster.delete()
+            record.release_key("command", _claim(self.spec.cluster_name))
         elif self.created:
+            record.keep_key("command", _claim(self.spec.cluster_name))
             self.say(f"kind: keeping cluster {self.spec.cluster_name!r} (--keep-cluster); delete it with "
                      f"`kind delete cluster --name {self.spec.cluster_name}`")
 
