@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import shutil
 
+from harness.errors import ProfileError
+
 __all__ = ["MissingBinary", "find_binary"]
 
 
-class MissingBinary(RuntimeError):
+class MissingBinary(ProfileError):
     pass
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from harness.errors import StackError
 from harness.matrix import Role, Row
 from harness.procs import run_command
 
@@ -44,7 +45,7 @@ UV_TIMEOUT_S = 1200
 Progress = Callable[[str], None]
 
 
-class EnvBuildError(RuntimeError):
+class EnvBuildError(StackError):
     """A role environment could not be built; the message carries uv's own error lines."""
 
     def __init__(self, row: str, role: str, detail: str) -> None:
@@ -73,9 +74,7 @@ class RoleEnv:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("SEAMCHECK_ENV_CACHE")
-    if env:
-        return Path(env)
+    """Where role environments are kept when --env-cache does not say (the XDG cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
     return Path(base) / "seamcheck" / "envs"
 

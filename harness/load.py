@@ -3,7 +3,7 @@
 Why a subprocess: ``import locust`` runs ``gevent.monkey.patch_all()``; in a process that already
 imported ssl/requests/urllib3 (pytest with the harness loaded, mlflow) that ends in RecursionError
 in ssl (see the feasibility notes, section 6). So the pytest process never imports locust: it runs
-``<python> -m locust -f loadtests/v2_inference.py --headless ...`` in its own process group.
+``<python> -m locust -f harness/locustfiles/v2_inference.py --headless ...`` in its own process group.
 
 Why an event log: Locust's CSV files are flushed periodically and lag its console totals, so exact
 counts cannot come from them. The locustfile writes one JSONL line per request (start time,
@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from harness.errors import StackError
+from harness.paths import LOCUSTFILES
 from harness.procs import spawn
 
 __all__ = [
@@ -48,8 +50,7 @@ __all__ = [
     "windows_of",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCUSTFILE = REPO_ROOT / "loadtests" / "v2_inference.py"
+LOCUSTFILE = LOCUSTFILES / "v2_inference.py"
 EVENTS_FILE = "events.jsonl"
 CSV_PREFIX = "locust"
 LOG_FILE = "locust.log"
@@ -61,7 +62,7 @@ _LOCUSTFILE_VARS = ("SEAMCHECK_ROWS", "SEAMCHECK_MODEL", "SEAMCHECK_EVENTS", "SE
                     "SEAMCHECK_RECORD_HEADER", "SEAMCHECK_TIMEOUT_S")
 
 
-class LoadFailed(RuntimeError):
+class LoadFailed(StackError):
     """Locust did not run to its end (crashed, or killed at the deadline). ``result`` holds what the
     event log recorded until then (None if nothing was recorded)."""
 
@@ -483,7 +484,7 @@ def start_load(host: str, model: str, rows_parquet: Path, users: int, spawn_rate
     started = time.time()
     with open(out_dir / LOG_FILE, "ab") as log:  # the child keeps its own copy of the descriptor
         popen = spawn(argv, what="locust", stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                      cwd=str(REPO_ROOT)).popen
+                      cwd=str(out_dir)).popen
     return LoadHandle(popen, out_dir=out_dir, window_s=window_s, deadline_s=deadline, command=argv, started=started)
 
 

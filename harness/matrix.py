@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ConfigError
+
 __all__ = [
     "DEFAULT_MATRIX_PATH",
     "MATRIX_CHECKS",
@@ -33,11 +35,26 @@ ROLES = ("tracking", "pipeline", "serving", "storage", "runner")
 #: serving runtime's, for the matrix suite's library-skew probe (harness/matrixcheck).
 OPTIONAL_ROLES = ("skew",)
 
-#: The matrix suite's checks of one row, and of one upgrade step (older row -> newer row).
-#: `accept` keys in the file name one of these, optionally with `/<facet>`.
-MATRIX_CHECKS = ("env-build", "tracking-client", "v2-predictions", "library-skew", "storage-uri",
-                 "kfp-compile", "signature-claim")
-UPGRADE_CHECKS = ("old-model-in-new-runtime", "new-model-in-old-runtime", "new-client-reads-old-registry")
+#: The matrix suite's checks of one row, and of one upgrade step (older row -> newer row), with what
+#: each establishes: the one registry the lab dispatches on, the suite parametrizes from and the
+#: report's table shows. `accept` keys in the file name one of these, optionally with `/<facet>`.
+MATRIX_CHECKS: dict[str, str] = {
+    "env-build": "the row's role environments build (uv) or the row is cannot-build with uv's own line",
+    "tracking-client": "the row's client and server: run, params, metrics, log + register, alias, stages",
+    "v2-predictions": "the row's models, with and without a signature, served by the row's runtime: V2 "
+                      "predictions (with and without content_type) equal the pipeline env's own",
+    "library-skew": "training vs serving scikit-learn: the row's skew, and a newer pickle probe, with the "
+                    "runtime's own words",
+    "storage-uri": "artifact_uri + /model holds MLmodel after KServe's storage initializer; the version's "
+                   "download URI does too",
+    "kfp-compile": "the row's kfp compiles the pipeline and keeps accelerator, resources and parameters",
+    "signature-claim": "the seed's claim that MLflow >= 2.16 refuses unsigned models, tried on the row",
+}
+UPGRADE_CHECKS: dict[str, str] = {
+    "old-model-in-new-runtime": "a model registered under the older row served by the newer row's runtime",
+    "new-model-in-old-runtime": "a model registered under the newer row served by the older row's runtime",
+    "new-client-reads-old-registry": "the newer row's MLflow client reads the older row's registry",
+}
 
 _ROW_KEYS = {"kind", "description", "python", "kfp_backend", "mlflow", "kserve", "kubernetes",
              "roles", "kind_node_images", "cluster", "why", "upgrade_from", "accept"}
@@ -47,7 +64,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!*-]+$")
 
 
-class MatrixError(ValueError):
+class MatrixError(ConfigError):
     """The matrix file is malformed, or a row that does not exist was asked for."""
 
 
@@ -58,6 +75,14 @@ class Role:
     why: str = ""
     image: str = ""
     exclude_newer: str = ""
+
+    def pin_version(self, package: str) -> str:
+        """The exact version this role pins ``package`` at (pins are ``name==version``)."""
+        for pin in self.pins:
+            name, _, version = pin.partition("==")
+            if name.split("[")[0].lower() == package.lower():
+                return version
+        raise MatrixError(f"role {self.name!r} pins no {package}; add {package}==<version> to its pins")
 
 
 @dataclass(frozen=True)

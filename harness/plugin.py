@@ -1,13 +1,23 @@
-"""seamcheck's pytest plugin (registered by the `pytest11` entry point): options that also read
-environment variables, markers, eager validation of what was asked for, the run's report and
-JUnit XML under reports/<run-id>/, and SIGTERM handled like Ctrl-C so fixtures always tear down.
+"""seamcheck's pytest plugin (the ``pytest11`` entry point).
+
+- options: declared from the one table in harness/options.py and resolved once, at configure
+  time, into the frozen ``RunSettings`` under ``SETTINGS_KEY`` (harness/settings.py); a bad
+  input stops the session there with one ``ERROR: seamcheck: ...`` line;
+- hooks: the hook specifications users implement (harness/hookspecs.py) and seamcheck's own
+  implementations of them (the built-in profiles and judges);
+- fixtures: the stack, pipeline and chaos fixtures ship with the plugin (harness/fixtures/), so
+  an installed seamcheck gives a user every fixture the suites use;
+- the run's report: collected where pytest-xdist delivers results (``pytest_runtest_logreport``;
+  seam checks travel in ``user_properties``), written by the controller to reports/<run-id>/;
+- SIGTERM is handled like Ctrl-C, so fixtures always tear down; the run ledger's reaper covers
+  what no handler can (SIGKILL).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,21 +25,20 @@ from typing import Any
 
 import pytest
 
-from harness.config import PORT_OPTIONS, PROFILES, StackConfig
+from harness import hookspecs
+from harness.errors import SeamcheckError
+from harness.fixtures.chaos import chaos_context, chaos_control, journal_dir, side_by_side  # noqa: F401
+from harness.fixtures.pipeline import compiled_pipeline, dataset_path, deployment, pipeline_run  # noqa: F401
+from harness.fixtures.stack import role_envs, stack  # noqa: F401 (fixtures)
 from harness.ledger import ledger
-from harness.matrix import DEFAULT_MATRIX_PATH, MatrixError, load_matrix
-from harness.report.checks import CheckRecord, CheckRecorder
-from harness.report.summary import RunReport, new_run_id
+from harness.options import GROUPS, OPTIONS
+from harness.report.collector import ReportCollector, WorkerExport
+from harness.report.recorder import CheckRecorder
+from harness.report.summary import RunReport
+from harness.settings import REPORT_KEY, SETTINGS_KEY, RunSettings, StackConfig
+from harness.terminal import terminal_printer
 
-__all__ = ["MATRIX_GATE_KEY", "MATRIX_KEY", "MATRIX_ROWS_KEY", "REPORT_KEY", "STACK_CONFIG_KEY"]
-
-STACK_CONFIG_KEY = pytest.StashKey[StackConfig]()
-REPORT_KEY = pytest.StashKey[RunReport]()
-MATRIX_KEY = pytest.StashKey[Any]()
-#: The rows --matrix-row named (a comma list, or `all`), or None when it was not given.
-MATRIX_ROWS_KEY = pytest.StashKey[Any]()
-#: --matrix-gate: fail the run on any matrix incompatibility the matrix file does not accept.
-MATRIX_GATE_KEY = pytest.StashKey[bool]()
+__all__ = ["MARKERS", "REPORT_KEY", "SETTINGS_KEY"]
 
 MARKERS = {
     "conformance": "the seams of train -> register -> serve, end to end on the chosen profile",
@@ -46,276 +55,158 @@ MARKERS = {
     "chaos_alone": ("chaos_alone(why): the experiment stops a component every run shares (or checks the whole "
                     "stack's fault state): it runs only when no side-by-side run is in flight"),
 }
+#: The suites a seam check's id starts with (from the test's marks); other tests' checks: "harness".
+SUITES = ("conformance", "canary", "chaos", "matrix")
 
-# option dest -> (flag, env var, default, help)
-_OPTIONS: list[tuple[str, str, str, Any, str]] = [
-    ("seamcheck_profile", "--profile", "SEAMCHECK_PROFILE", "local", f"how the stack is stood up: {', '.join(PROFILES)}"),
-    ("seamcheck_matrix_row", "--matrix-row", "SEAMCHECK_MATRIX_ROW", None,
-     "matrix row (default: the file's default_row); the matrix suite takes a comma list or `all`"),
-    ("seamcheck_matrix_file", "--matrix-file", "SEAMCHECK_MATRIX_FILE", str(DEFAULT_MATRIX_PATH), "the version matrix file"),
-    ("seamcheck_reports_dir", "--reports-dir", "SEAMCHECK_REPORTS_DIR", "reports", "where reports/<run-id>/ go"),
-    ("seamcheck_artifact_store", "--artifact-store", "SEAMCHECK_ARTIFACT_STORE", "s3", "local profile: s3 (moto server) or files"),
-    ("seamcheck_env_cache", "--env-cache", "SEAMCHECK_ENV_CACHE", None, "where role environments are cached (default ~/.cache/seamcheck/envs)"),
-    ("seamcheck_namespace", "--namespace", "SEAMCHECK_NAMESPACE", "model-serving", "serving namespace"),
-    ("seamcheck_ledger_dir", "--ledger-dir", "SEAMCHECK_LEDGER_DIR", None,
-     "where the run's ledger lives, for its reaper and for later runs (default /run/seamcheck as root)"),
-]
-# Cluster profiles: (dest, flag, env var, help). Values are read by _cluster_config below.
-_CLUSTER_OPTIONS = [
-    ("seamcheck_kubeconfig", "--kubeconfig", "SEAMCHECK_KUBECONFIG", "cloud: kubeconfig of an existing cluster"),
-    ("seamcheck_kube_context", "--context", "SEAMCHECK_KUBE_CONTEXT", "cloud: context in that kubeconfig"),
-    ("seamcheck_kind_bin", "--kind-bin", "SEAMCHECK_KIND_BIN", "kind: the kind binary (>= v0.24)"),
-    ("seamcheck_chaos_namespaces", "--chaos-namespaces", "SEAMCHECK_CHAOS_NAMESPACES",
-     "clusters: comma list of namespaces chaos may act in (each must also carry the label "
-     "seamcheck.io/chaos=allowed)"),
-]
-_CLUSTER_FLAGS = [
-    ("seamcheck_keep_cluster", "--keep-cluster", "SEAMCHECK_KEEP_CLUSTER", "kind: keep the cluster it created"),
-    ("seamcheck_install_stack", "--install-stack", "SEAMCHECK_INSTALL_STACK",
-     "cloud: install the row's components the cluster lacks instead of only discovering them"),
-]
-_PORTS = PORT_OPTIONS
+
+
+# ------------------------------------------------------------------------------ hooks and options
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("seamcheck", "seamcheck: KFP + MLflow + KServe conformance")
-    for dest, flag, env, default, help_text in _OPTIONS:
-        group.addoption(flag, dest=dest, default=None, help=f"{help_text} [env {env}; default {default}]")
-    group.addoption("--judge", dest="seamcheck_judge", default=os.environ.get("SEAMCHECK_JUDGE"),
-                    help="also grade your canary judge: module:callable, path/file.py:callable or cmd:<command> "
-                         "[env SEAMCHECK_JUDGE]")
-    group.addoption("--matrix-gate", dest="seamcheck_matrix_gate", action="store_true", default=None,
-                    help="matrix suite: exit non-zero when a check finds an incompatibility (or a row cannot be "
-                         "built) that the matrix file's accept tables do not list [env SEAMCHECK_MATRIX_GATE=1]")
-    group.addoption("--keep-stack", dest="seamcheck_keep_stack", action="store_true", default=None,
-                    help="keep the stack's state folder after the session [env SEAMCHECK_KEEP_STACK=1]")
-    for component, (flag, env) in _PORTS.items():
-        group.addoption(flag, dest=f"seamcheck_port_{component}", default=None, type=int,
-                        help=f"fixed loopback port for {component} (0: a free one) [env {env}]")
-    # Cluster profiles (kind, kind-gpu, cloud); docs/profiles.md.
-    for dest, flag, env, help_text in _CLUSTER_OPTIONS:
-        group.addoption(flag, dest=dest, default=None, help=f"{help_text} [env {env}]")
-    for dest, flag, env, help_text in _CLUSTER_FLAGS:
-        group.addoption(flag, dest=dest, action="store_true", default=None, help=f"{help_text} [env {env}=1]")
+    for group_name, title in GROUPS.items():
+        group = parser.getgroup(f"seamcheck-{group_name}", f"seamcheck ({title})")
+        for opt in (o for o in OPTIONS if o.group == group_name):
+            text = f"{opt.help} [env {opt.env}" + ("=yes|no]" if opt.switch else "]")
+            if opt.switch:
+                group.addoption(opt.flag, dest=opt.dest, action="store_true", default=None, help=text)
+            else:
+                group.addoption(opt.flag, dest=opt.dest, default=None, choices=opt.choices or None, help=text)
 
 
-def _value(config: pytest.Config, dest: str, env: str, default: Any) -> Any:
-    value = config.getoption(dest)
-    if value is None:
-        value = os.environ.get(env) or default
-    return value
+def pytest_seamcheck_profiles(config: pytest.Config) -> dict[str, type[Any]]:
+    from harness.profiles import builtin_profiles
+
+    return builtin_profiles()
+
+
+def pytest_seamcheck_judges(config: pytest.Config) -> dict[str, Callable[[Any], Any]]:
+    from harness.judges.external import BUILTIN_JUDGES
+
+    return dict(BUILTIN_JUDGES)
+
+
+def _merged(results: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for result in reversed(results):  # pluggy calls the last registered first: later plugins win
+        merged.update(result or {})
+    return merged
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    values = {dest: _value(config, dest, env, default) for dest, _f, env, default, _h in _OPTIONS}
-    profile = values["seamcheck_profile"]
-    if profile not in PROFILES:
-        raise pytest.UsageError(f"seamcheck: unknown profile {profile!r}; choose one of {', '.join(PROFILES)} "
-                                "(--profile or SEAMCHECK_PROFILE)")
-    store = values["seamcheck_artifact_store"]
-    if store not in ("s3", "files"):
-        raise pytest.UsageError(f"seamcheck: --artifact-store must be s3 or files, not {store!r}")
+    profiles = _merged(config.hook.pytest_seamcheck_profiles(config=config))
+    judges = _merged(config.hook.pytest_seamcheck_judges(config=config))
+    from harness.judges.base import JudgeConfig
+    from harness.judges.external import load_judge
+
+    def check_judge(spec: str) -> Any:
+        return judges[spec](JudgeConfig()) if spec in judges else load_judge(spec, JudgeConfig())
+
     try:
-        matrix = load_matrix(values["seamcheck_matrix_file"])
-        asked = values["seamcheck_matrix_row"]
-        selected = matrix.select(asked) if asked else None
-        # The stack suites run one row: the first named (or the default when `all` or none).
-        row = matrix.row(selected[0].name if selected and asked != "all" else None)
-    except MatrixError as exc:
+        settings = RunSettings.resolve(config.getoption, os.environ, profiles=profiles, judge_factories=judges,
+                                       judge_loader=check_judge)
+    except SeamcheckError as exc:
         raise pytest.UsageError(f"seamcheck: {exc}") from None
-    config.stash[MATRIX_ROWS_KEY] = [r.name for r in selected] if selected is not None else None
-    config.stash[MATRIX_GATE_KEY] = bool(config.getoption("seamcheck_matrix_gate")) or \
-        os.environ.get("SEAMCHECK_MATRIX_GATE", "").lower() in ("1", "true", "yes")
-    ports: dict[str, int] = {}
-    for component, (_flag, env) in _PORTS.items():
-        raw = config.getoption(f"seamcheck_port_{component}")
-        if raw is None and os.environ.get(env):
-            try:
-                raw = int(os.environ[env])
-            except ValueError:
-                raise pytest.UsageError(f"seamcheck: {env}={os.environ[env]!r} is not a port number") from None
-        if raw:
-            ports[component] = int(raw)
-    keep = config.getoption("seamcheck_keep_stack") or os.environ.get("SEAMCHECK_KEEP_STACK", "") in ("1", "true", "yes")
-    reports = Path(values["seamcheck_reports_dir"])
-    stack_config = StackConfig(
-        profile=profile, matrix_row=row.name, matrix_file=Path(values["seamcheck_matrix_file"]),
-        reports_dir=reports, keep_stack=bool(keep), namespace=values["seamcheck_namespace"],
-        artifact_store=store, ports=ports,
-        env_cache=Path(values["seamcheck_env_cache"]) if values["seamcheck_env_cache"] else None,
-        **_cluster_config(config))
-    config.stash[STACK_CONFIG_KEY] = stack_config
-    config.stash[MATRIX_KEY] = matrix
-    run_id = os.environ.get("SEAMCHECK_RUN_ID") or new_run_id()
-    _configure_ledger(config, values["seamcheck_ledger_dir"], run_id, reports / run_id)
-    if hasattr(config, "workerinput"):  # xdist workers: the controller writes the report
-        return
-    report = RunReport(run_id=run_id, directory=reports / run_id, profile=profile)
-    report.versions = row.versions()
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and worker.get("seamcheck_run_id"):  # one report folder for the whole run
+        settings = dataclasses.replace(settings, run_id=worker["seamcheck_run_id"])
+    config.stash[SETTINGS_KEY] = settings
+    directory = settings.reports_dir / settings.run_id
+    _configure_ledger(config, settings.ledger_dir, settings.run_id, directory)
+    report = RunReport(run_id=settings.run_id, directory=directory, profile=settings.profile)
+    report.versions = settings.row.versions()
     config.stash[REPORT_KEY] = report
+    if worker is not None:  # xdist workers: their part travels to the controller, which writes it
+        config.pluginmanager.register(WorkerExport(report), "seamcheck-report-export")
+        return
+    config.pluginmanager.register(ReportCollector(report, settings), "seamcheck-report")
     if not config.option.xmlpath:
-        config.option.xmlpath = str(report.directory / "junit.xml")
+        config.option.xmlpath = str(directory / "junit.xml")
     # SIGTERM (CI cancelling, `kill`) becomes KeyboardInterrupt, so pytest unwinds and every
     # fixture's teardown stops its processes, as it does for Ctrl-C.
-    if _is_main_thread():
+    if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
 
 
-def terminal_printer(config: pytest.Config) -> Callable[[str], None]:
-    """Lines that reach the terminal even while pytest captures output (from any thread)."""
-    lock = threading.Lock()
-
-    def say(message: str) -> None:
-        capman = config.pluginmanager.get_plugin("capturemanager")
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        with lock:
-            if capman is not None and reporter is not None:
-                with capman.global_and_fixture_disabled():
-                    reporter.ensure_newline()
-                    reporter.write_line(message)
-            else:
-                print(message, file=sys.stderr, flush=True)
-
-    return say
-
-
-def _configure_ledger(config: pytest.Config, directory: str | None, run_id: str, report_dir: Path) -> None:
+def _configure_ledger(config: pytest.Config, directory: Path | None, run_id: str, report_dir: Path) -> None:
     """This process's ledger: it opens (and starts the reaper) with the first resource recorded."""
     def capture_off() -> Any:
         capman = config.pluginmanager.get_plugin("capturemanager")
         # The reaper then inherits the terminal's stderr, not pytest's capture file.
         return capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
 
-    ledger.configure(Path(directory) if directory else None, run_id=run_id, say=terminal_printer(config),
-                     around_spawn=capture_off, report_dir=report_dir)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    ledger.reset()  # after every fixture's teardown: whatever is still listed was leaked
-
-
-def _cluster_config(config: pytest.Config) -> dict[str, Any]:
-    """StackConfig fields of the cluster profiles, from options or their environment variables."""
-    opts = {dest: _value(config, dest, env, None) for dest, _f, env, _h in _CLUSTER_OPTIONS}
-    flags = {dest: bool(config.getoption(dest)) or os.environ.get(env, "").lower() in ("1", "true", "yes")
-             for dest, _f, env, _h in _CLUSTER_FLAGS}
-    chaos = tuple(ns.strip() for ns in (opts["seamcheck_chaos_namespaces"] or "").split(",") if ns.strip())
-    return {
-        "kubeconfig": Path(opts["seamcheck_kubeconfig"]).expanduser() if opts["seamcheck_kubeconfig"] else None,
-        "kube_context": opts["seamcheck_kube_context"] or None,
-        "kind_bin": opts["seamcheck_kind_bin"] or None,
-        "chaos_namespaces": chaos,
-        "keep_cluster": flags["seamcheck_keep_cluster"],
-        "install_stack": flags["seamcheck_install_stack"],
-    }
-
-
-def _is_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+    ledger.configure(directory, run_id=run_id, say=terminal_printer(config), around_spawn=capture_off,
+                     report_dir=report_dir)
 
 
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, on the controller: every worker writes into the controller's report folder."""
+    node.workerinput["seamcheck_run_id"] = node.config.stash[SETTINGS_KEY].run_id
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    return settings.header() if settings is not None else None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    ledger.reset()  # after every fixture's teardown: whatever is still listed was leaked
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Check what the selected tests' stack needs before any process starts."""
     config = session.config
-    if STACK_CONFIG_KEY not in config.stash or session.config.option.collectonly:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or config.option.collectonly or hasattr(config, "workerinput"):
         return
     if not any("stack" in getattr(item, "fixturenames", ()) for item in session.items):
         return
-    named = config.stash.get(MATRIX_ROWS_KEY, None)
-    if named is not None and len(named) > 1:
-        raise pytest.UsageError(f"seamcheck: --matrix-row names {len(named)} rows ({', '.join(named)}), but the "
-                                "selected stack tests run on one row; name one row, or select only the matrix "
-                                "suite (-m matrix)")
-    stack_config = config.stash[STACK_CONFIG_KEY]
-    from harness.profiles import preflight
-
+    if settings.rows is not None and len(settings.rows) > 1 and any(
+            "stack" in getattr(item, "fixturenames", ()) for item in session.items):
+        names = ", ".join(r.name for r in settings.rows)
+        raise pytest.UsageError(f"seamcheck: --matrix-row names {len(settings.rows)} rows ({names}), but the selected "
+                                "stack tests run on one row; name one row, or select only the matrix suite (-m matrix)")
     # A dead run's leftovers first (its reaper was killed too): they may hold the ports checked next.
     ledger.active().sweep_dead_runs()
     try:
-        preflight(stack_config)
-    except Exception as exc:  # every preflight failure is a usage problem with a fix in its text
+        settings.profile_class().preflight(settings.stack, settings.row)
+    except SeamcheckError as exc:  # every preflight failure is a usage problem with a fix in its text
         raise pytest.UsageError(f"seamcheck: {exc}") from None
 
 
+# ------------------------------------------------------------------------------ fixtures
 @pytest.fixture
 def seam(request: pytest.FixtureRequest) -> CheckRecorder:
     """Record named seam checks with evidence into the run's report."""
-    report = request.config.stash.get(REPORT_KEY, None)
-    sink: list[CheckRecord] = report.checks if report is not None else []
-    return CheckRecorder(request.node.nodeid, sink)
+    suite = next((s for s in SUITES if request.node.get_closest_marker(s) is not None), "harness")
+    return CheckRecorder(request.node.nodeid, suite, request.node.user_properties)
 
 
 @pytest.fixture(scope="session")
-def run_report(pytestconfig: pytest.Config) -> RunReport | None:
-    return pytestconfig.stash.get(REPORT_KEY, None)
+def run_report(pytestconfig: pytest.Config) -> RunReport:
+    """This process's part of the report (artifacts, timings); the controller merges the workers'."""
+    return pytestconfig.stash[REPORT_KEY]
 
 
 @pytest.fixture(scope="session")
-def stack_config(pytestconfig: pytest.Config) -> StackConfig:
-    return pytestconfig.stash[STACK_CONFIG_KEY]
+def run_settings(pytestconfig: pytest.Config) -> RunSettings:
+    return pytestconfig.stash[SETTINGS_KEY]
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
-    rep = yield
-    report = item.config.stash.get(REPORT_KEY, None)
-    if report is None:
-        return rep
-    if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
-        outcome = rep.outcome
-        if hasattr(rep, "wasxfail"):
-            outcome = "xfailed" if rep.skipped else "xpassed"
-        elif rep.when == "setup" and rep.failed:
-            outcome = "error"
-        report.tests.append({"nodeid": item.nodeid, "outcome": outcome, "seconds": round(rep.duration, 3),
-                             "message": str(rep.longrepr)[-2000:] if rep.failed else ""})
-    return rep
+@pytest.fixture(scope="session")
+def stack_config(run_settings: RunSettings) -> StackConfig:
+    return run_settings.stack
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    report = session.config.stash.get(REPORT_KEY, None)
-    if report is None:
-        return
-    if not report.tests and not report.checks:
-        return  # nothing of seamcheck's ran (e.g. --help, or only unit tests with -p no:...)
-    if report.matrix_cells:
-        exitstatus = _matrix_gate(session, report, int(exitstatus))
-    report.write(int(exitstatus))
-
-
-def _matrix_gate(session: pytest.Session, report: RunReport, exitstatus: int) -> int:
-    """The matrix table (matrix.md / matrix.json) and, with --matrix-gate, the exit status CI gates on:
-    1 when a cell is incompatible or cannot-build and the matrix file does not accept it."""
-    from harness.matrixcheck.gate import apply_gate
-    from harness.report.matrix import write_matrix_report
-
-    config = session.config
-    matrix = config.stash[MATRIX_KEY]
-    failures = apply_gate(report.matrix_cells, matrix)
-    gate_on = config.stash.get(MATRIX_GATE_KEY, False)
-    write_matrix_report(report, report.matrix_cells, matrix, failures=failures, gate_enabled=gate_on)
-    if gate_on and failures and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-        session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
-    return exitstatus
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    report = config.stash.get(REPORT_KEY, None)
-    if report is not None and report.matrix:
-        gate = report.matrix.get("gate", {})
-        lines = gate.get("failures", [])
-        state = ("on" if gate.get("enabled") else "off (pass --matrix-gate to fail on these)")
-        terminalreporter.write_sep("-", f"seamcheck matrix: {len(report.matrix_cells)} cells, "
-                                        f"{len(lines)} not accepted; gate {state}")
-        for line in lines:
-            terminalreporter.write_line(f"  {line}")
-        terminalreporter.write_line(f"  table: {report.directory}/matrix.md (and matrix.json)")
-    if report is not None and (report.tests or report.checks):
-        terminalreporter.write_sep("-", f"seamcheck report: {report.directory}/summary.md")
+# ------------------------------------------------------------------------------ the report
+# harness/report/collector.py: registered in pytest_configure, on the controller only.

@@ -4,12 +4,14 @@ from __future__ import annotations
 import errno
 import socket
 
+from harness.errors import ConfigError
+
 __all__ = ["LOOPBACK", "PortTaken", "check_free", "free_port", "pick"]
 
 LOOPBACK = "127.0.0.1"
 
 
-class PortTaken(ValueError):
+class PortTaken(ConfigError):
     pass
 
 

@@ -24,6 +24,7 @@ import psutil
 import requests
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from harness.errors import StackError
 from harness.ledger import ledger
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 LOG_TAIL_LINES = 40
 
 
-class ComponentFailed(RuntimeError):
+class ComponentFailed(StackError):
     """A component did not start, did not become ready, or a command failed.
 
     The message always names what was waited for and ends with the tail of the log.

@@ -36,7 +36,8 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 from kubernetes import client as k8s
-from harness.serving.patch import merge_patch
+
+from harness.local.patch import merge_patch
 
 __all__ = ["FakeApiServer", "RESOURCES"]
 

@@ -12,7 +12,7 @@ from harness.ledger import ledger
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 USES_STACK = textwrap.dedent("""
-    pytest_plugins = ["fixtures.stack"]
+    pytest_plugins = ["harness.fixtures.stack"]
 
     def test_uses_stack(stack):
         assert stack.tracking_uri
@@ -55,7 +55,6 @@ def interrupt_inner(tmp_path: Path, env: dict[str, str], ready_file: Path, sig: 
                     *, deadline_s: float = 240) -> tuple[int, str]:
     """Start the inner session, wait until it writes ``ready_file``, send ``sig`` (as Ctrl-C or a
     CI cancel would), and return its exit status and output. Never leaves it running."""
-    import os
     import time
 
     proc = subprocess.Popen(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults.network import netns_available
+from harness.local.netns import netns_available
 from tests.inner import inner_env, interrupt_inner, run_inner, write_test
 from tests.test_teardown import _wait_gone
 
@@ -28,7 +28,7 @@ BODY = textwrap.dedent('''
 
     from harness.chaos.control import ChaosContext
 
-    pytest_plugins = ["fixtures.stack", "fixtures.chaos"]
+    pytest_plugins = ["harness.fixtures.stack", "harness.fixtures.chaos"]
 
 
     @pytest.fixture(scope="session")

@@ -25,12 +25,18 @@ from harness.cluster.gpu import (
     unschedulable_when_cordoned,
 )
 from harness.cluster.guard import ChaosGuard
-from harness.cluster.isvc import StaleStorageUri, swap_storage_uri, traffic
 from harness.cluster.spec import cluster_spec
 from harness.cluster.waits import wait_crds_established, wait_deployments_available, wait_job_complete
 from harness.matrix import load_matrix
-from harness.serving.client import IsvcClient, IsvcFailed, IsvcWaitTimeout
-from harness.traffic.rollout import promote, rollback, start_canary
+from harness.serving.isvc import IsvcClient, IsvcFailed, IsvcWaitTimeout
+from harness.serving.rollout import (
+    StaleStorageUri,
+    promote,
+    rollback,
+    split_of,
+    start_canary,
+    swap_storage_uri,
+)
 from tests.fake_apiserver import FakeApiServer
 
 NS = "model-serving"
@@ -243,12 +249,12 @@ def test_wait_ready_sees_the_controller_and_reads_traffic(api: k8s.ApiClient, fa
     client = IsvcClient(api, NS)
     client.create_or_patch(isvc("svc", "s3://b/1/model", canary=20))
     ready = client.wait_ready("svc", deadline_s=10)
-    assert traffic(ready) == {"svc-predictor-00001": 100}  # a first rollout takes 100% whatever the canary says
+    assert split_of(ready) == {"svc-predictor-00001": 100}  # a first rollout takes 100% whatever the canary says
     state = start_canary(client, "svc", "s3://b/2/model", 20, deadline_s=10)
     assert (state.canary, state.stable) == ("svc-predictor-00002", "svc-predictor-00001")
-    assert traffic(state.isvc) == {"svc-predictor-00002": 20, "svc-predictor-00001": 80}
+    assert split_of(state.isvc) == {"svc-predictor-00002": 20, "svc-predictor-00001": 80}
     # canaryTrafficPercent 0: no new revision, the rolled-out one takes everything back
-    assert traffic(rollback(client, "svc", state, deadline_s=10)) == {"svc-predictor-00002": 0,
+    assert split_of(rollback(client, "svc", state, deadline_s=10)) == {"svc-predictor-00002": 0,
                                                                       "svc-predictor-00001": 100}
 
 
@@ -283,7 +289,7 @@ def test_rollback_by_storage_uri_swap(api: k8s.ApiClient, fake: FakeApiServer) -
                               deadline_s=10)
     assert rolled["spec"]["predictor"]["model"]["storageUri"] == "s3://b/good/model"
     assert "canaryTrafficPercent" not in rolled["spec"]["predictor"]
-    assert traffic(rolled) == {"svc-predictor-00003": 100}
+    assert split_of(rolled) == {"svc-predictor-00003": 100}
     patch = fake.calls("PATCH", "/inferenceservices/svc")[0]
     assert patch["content_type"] == "application/json-patch+json" and '"op": "test"' in patch["body"]
     before = client.get("svc")
@@ -302,7 +308,7 @@ def test_promote_after_canary(api: k8s.ApiClient, fake: FakeApiServer) -> None:
     # Removing canaryTrafficPercent is a merge patch with null: the field must really go.
     promoted = promote(client, "svc", state, deadline_s=10)
     assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
-    assert traffic(promoted) == {"svc-predictor-00002": 100}
+    assert split_of(promoted) == {"svc-predictor-00002": 100}
     assert promoted["status"]["components"]["predictor"]["previousRolledoutRevision"] == "svc-predictor-00001"
 
 

@@ -7,9 +7,9 @@ import pytest
 
 from harness.cluster.errors import ChaosRefused, ClusterError
 from harness.cluster.guard import ChaosGuard
-from harness.config import StackConfig
 from harness.matrix import load_matrix
 from harness.profiles.cloud import CloudProfile
+from harness.settings import StackConfig
 from tests.fake_apiserver import FakeApiServer
 from tests.test_cluster_api import deployment, namespace
 

@@ -30,11 +30,11 @@ from moto.server import ThreadedMotoServer
 from harness.cluster.errors import WaitTimeout
 from harness.cluster.kfp import KfpApi, KfpError, split_documents
 from harness.cluster.render import BUCKETS, S3Credentials, probe_source
-from harness.cluster.task_probe import MARKER, parse_marker_lines
+from harness.cluster.task_log_probe import MARKER, parse_marker_lines
 from harness.cluster.tasks import collect_tasks, function_names, task_of_pod
-from harness.config import StackConfig
 from harness.matrix import load_matrix
 from harness.pipeline.compile import inspect_compiled
+from harness.settings import StackConfig
 from tests.fake_apiserver import FakeApiServer
 from tests.test_cluster_api import namespace, pod
 

@@ -23,8 +23,8 @@ import yaml
 
 from harness.cluster.errors import ClusterError
 from harness.cluster.render import render_kind_config
-from harness.config import StackConfig
 from harness.matrix import load_matrix
+from harness.settings import StackConfig
 from tests.fake_apiserver import FakeApiServer
 from tests.inner import inner_env, run_inner, write_test
 from tests.test_cluster_api import _kubelet, node
@@ -112,9 +112,9 @@ def _profile(cls_name: str, monkeypatch: pytest.MonkeyPatch, bin_dir: Path, **co
     from harness.profiles import kind
 
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("SEAMCHECK_KIND_CLUSTER", "seamcheck-test")
     profile_name = "kind-gpu" if cls_name == "KindGpuProfile" else "kind"
-    return getattr(kind, cls_name)(StackConfig(profile=profile_name, kind_bin=str(bin_dir / "kind"), **config),
+    return getattr(kind, cls_name)(StackConfig(profile=profile_name, kind_bin=str(bin_dir / "kind"),
+                                               kind_cluster="seamcheck-test", **config),
                                    load_matrix().row(None))
 
 
@@ -336,22 +336,22 @@ def test_cloud_without_a_usable_kubeconfig_is_one_line(tmp_path: Path) -> None:
         current-context: prod
         """))
     _assert_one_line_error(_inner(tmp_path, bin_dir, "--profile", "cloud", "--kubeconfig", str(config),
-                                  "--context", "staging"), "context 'staging' is not in")
+                                  "--kube-context", "staging"), "context 'staging' is not in")
     _assert_one_line_error(_inner(tmp_path, bin_dir, "--profile", "cloud", "--kubeconfig", str(config)),
                            "the Kubernetes API of context 'prod' does not answer")
 
 
 def test_cluster_options_reach_the_stack_config(tmp_path: Path) -> None:
     write_test(tmp_path, textwrap.dedent("""\
-        from harness.plugin import STACK_CONFIG_KEY
+        from harness.settings import SETTINGS_KEY
 
         def test_config(pytestconfig):
-            c = pytestconfig.stash[STACK_CONFIG_KEY]
+            c = pytestconfig.stash[SETTINGS_KEY].stack
             assert c.kubeconfig.name == "kc" and c.kube_context == "ctx" and c.kind_bin == "/k"
             assert c.chaos_namespaces == ("a", "b") and c.keep_cluster and c.install_stack
         """))
     env = inner_env({"SEAMCHECK_CHAOS_NAMESPACES": "a, b", "SEAMCHECK_KEEP_CLUSTER": "1"})
-    result = run_inner(tmp_path, "--kubeconfig", "kc", "--context", "ctx", "--kind-bin", "/k", "--install-stack",
+    result = run_inner(tmp_path, "--kubeconfig", "kc", "--kube-context", "ctx", "--kind-bin", "/k", "--install-stack",
                        env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -203,15 +203,14 @@ def test_kind_port_mappings_match_the_node_port_services_and_honour_chosen_host_
     assert node_ports == set(host_of)  # every published port has its service and vice versa
 
 
-def test_node_image_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEAMCHECK_KIND_IMAGE", "kindest/node:v1.29.8@sha256:abc")
-    spec = cluster_spec(MATRIX.row(None), "kind")
+def test_node_image_override() -> None:
+    spec = cluster_spec(MATRIX.row(None), "kind", node_image="kindest/node:v1.29.8@sha256:abc")
     images = {n["image"] for n in yaml.safe_load(render_kind_config(spec))["nodes"]}
     assert images == {"kindest/node:v1.29.8@sha256:abc"}
 
 
 def test_the_kind_cli_prints_the_same_config() -> None:
-    out = subprocess.run([sys.executable, "-m", "harness.cluster.kind", "config", "--profile",
+    out = subprocess.run([sys.executable, "-m", "harness.cluster.kind_cluster", "config", "--profile",
                           "kind-gpu"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout == render_kind_config(cluster_spec(MATRIX.row(None), "kind-gpu"))
@@ -315,12 +314,11 @@ def _seed_deploy_manifest() -> dict:
 
 
 def test_inference_services_validate_against_the_derived_kserve_schema() -> None:
-    from harness.canary_scenarios import service_manifest  # the canary scenarios' own manifest builder
+    from harness.serving.isvc import service_from_template, storage_uri_of, with_storage_uri
 
     seed = _seed_deploy_manifest()
-    canary = service_manifest(seed, "rc-canary", seed["spec"]["predictor"]["model"]["storageUri"])
-    broken = copy.deepcopy(seed)
-    broken["spec"]["predictor"]["model"]["storageUri"] = broken["spec"]["predictor"]["model"]["storageUri"][:-6]
+    canary = service_from_template(seed, "rc-canary", storage_uri_of(seed))  # every suite's manifest builder
+    broken = with_storage_uri(seed, storage_uri_of(seed)[:-6])
     for version in sorted({v for row in MATRIX.rows.values() for v in row.kubernetes}):
         validator = jsonschema.Draft202012Validator(ISVC_SCHEMA, registry=_k8s_registry(version))
         for manifest in (seed, canary, broken):
@@ -449,6 +447,6 @@ def test_submitted_pipeline_parses_with_the_rows_kfp_protos(compiled_pipeline: s
 
 
 def test_fixture_templates_are_all_rendered() -> None:
-    on_disk = {p.name for p in (FIXTURES / "manifests").glob("*.yaml.j2")}
+    on_disk = {p.name for p in (FIXTURES / "stack").glob("*.yaml.j2")}
     _, rendered = _rendered(MATRIX.default_row, "kind")
     assert {f"{stem}.yaml.j2" for stem in rendered.files} == on_disk

@@ -57,10 +57,10 @@ def test_step_order_and_what_each_does(workflow: dict) -> None:
     assert python["uses"].startswith("actions/setup-python@") and python["with"]["python-version"] == "3.11"
     assert '-e ".[dev]"' in _step(workflow, "Install seamcheck")["run"]
     install = _step(workflow, "Install kind (the matrix row's version)")["run"]
-    assert "python -m harness.cluster.kind kind-version" in install
+    assert "python -m harness.cluster.kind_cluster kind-version" in install
     assert "kubernetes-sigs/kind/releases/download/${KIND_VERSION}/kind-linux-amd64" in install
     create = _step(workflow, "Create the kind cluster")["run"]
-    assert "python -m harness.cluster.kind config --profile \"${SEAMCHECK_PROFILE}\"" in create
+    assert "python -m harness.cluster.kind_cluster config --profile \"${SEAMCHECK_PROFILE}\"" in create
     assert re.search(r"kind create cluster --name \"\$\{SEAMCHECK_KIND_CLUSTER\}\" --config kind-config.yaml", create)
     suites = _step(workflow, "Conformance and canary suites")["run"]
     assert re.search(r"-m pytest --profile \"\$\{SEAMCHECK_PROFILE\}\" -m \"conformance or canary\"", suites)
@@ -88,14 +88,14 @@ def test_the_harness_commands_the_workflow_runs(tmp_path: Path) -> None:
     cluster config the harness itself would create (so the harness reuses the CI's cluster)."""
     row = load_matrix().row(None)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SEAMCHECK_KIND_CLUSTER": "ignored"}
-    version = subprocess.run([sys.executable, "-m", "harness.cluster.kind", "kind-version"], cwd=REPO, env=env,
+    version = subprocess.run([sys.executable, "-m", "harness.cluster.kind_cluster", "kind-version"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.strip() == row.cluster["kind_version"]
     for profile in ("kind", "kind-gpu"):
-        config = subprocess.run([sys.executable, "-m", "harness.cluster.kind", "config", "--profile", profile,
+        config = subprocess.run([sys.executable, "-m", "harness.cluster.kind_cluster", "config", "--profile", profile,
                                  "--name", "seamcheck"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
         assert config.returncode == 0, config.stderr
         assert config.stdout == render_kind_config(cluster_spec(row, profile, cluster_name="seamcheck"))
-    bad = subprocess.run([sys.executable, "-m", "harness.cluster.kind", "config", "--row", "nope"], cwd=REPO, env=env,
+    bad = subprocess.run([sys.executable, "-m", "harness.cluster.kind_cluster", "config", "--row", "nope"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "unknown matrix row 'nope'" in bad.stderr

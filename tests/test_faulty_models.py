@@ -1,6 +1,6 @@
 """Faulty canary models (harness/faults/models.py): logged by the pipeline role's mlflow (2.17),
 served by the serving role's real MLServer 1.5.0 / mlflow 2.10.2 (KServe 0.14's MLflow runtime),
-configured with the environment variables harness/serving/replica.py sets.
+configured with the environment variables harness/local/replica.py sets.
 
 Bounds are loose on purpose: everything shares two busy cores.
 """
@@ -20,11 +20,11 @@ import requests
 
 from harness.envs import RoleEnv, ensure_env
 from harness.faults.models import FaultSpec, log_faulty_model, save_base_model, save_faulty_models
+from harness.local.replica import MLFLOW_RUNTIME
 from harness.matrix import load_matrix
 from harness.pipeline.dataset import holdout_rows
 from harness.ports import LOOPBACK, free_port
 from harness.procs import ManagedProcess, run_checked
-from harness.serving.replica import MLFLOW_RUNTIME
 from harness.serving.v2 import v2_outputs, v2_request
 
 pytestmark = pytest.mark.stack
@@ -69,7 +69,7 @@ def faulty(envs: dict[str, RoleEnv], base_model: Path, work: Path) -> dict[str, 
 
 @contextmanager
 def _mlserver(env: RoleEnv, model_dir: Path, home: Path) -> Iterator[ManagedProcess]:
-    """MLServer on `model_dir`, configured as harness/serving/replica.py configures a replica."""
+    """MLServer on `model_dir`, configured as harness/local/replica.py configures a replica."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "metrics").mkdir(exist_ok=True)
     http = free_port()
@@ -144,7 +144,7 @@ def test_wrong_canary_differs_from_its_base(envs, base_model, faulty, work) -> N
     rows.to_parquet(rows_file)
     out = work / "base-predictions.json"
     # The base model's own predictions, with the pipeline role's mlflow.
-    run_checked([str(envs["pipeline"].python), "-m", "harness.modelcheck", "--model-uri", str(base_model),
+    run_checked([str(envs["pipeline"].python), "-m", "harness.pipeline.reference_predictions", "--model-uri", str(base_model),
                  "--input", str(rows_file), "--output", str(out)], what="base predictions", timeout=120,
                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
                 cwd=work)  # mlflow 2.17 may open a default ./mlruns store: not in the repo

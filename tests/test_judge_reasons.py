@@ -5,7 +5,7 @@ says that it cannot tell the two apart. Each seam is broken on purpose with read
 the live ones."""
 from __future__ import annotations
 
-from harness.canary import RouterWindows
+from harness.canary.observe import RouterWindows
 from harness.judges.base import NO_DATA, Decision, JudgeConfig, Reading, RevisionReading, RoutedWindow
 from harness.judges.sequential import SequentialJudge
 

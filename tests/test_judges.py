@@ -554,7 +554,7 @@ def test_a_judgement_stopped_from_another_thread_ends_at_its_next_check() -> Non
     when the session does, not at its deadline: its load is killed by whoever catches this."""
     import threading
 
-    from harness.canary import JudgementStopped, RevisionQueries, observe_and_judge
+    from harness.canary.observe import JudgementStopped, RevisionQueries, observe_and_judge
     from harness.ports import free_port
 
     stop = threading.Event()

@@ -21,9 +21,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.faults.network import netns_available
 from harness.ledger.records import LedgerState, read_state
 from harness.ledger.undo import processes_with_token
+from harness.local.netns import netns_available
 from tests.inner import REPO_ROOT, inner_env, write_test
 
 pytestmark = pytest.mark.stack
@@ -134,7 +134,7 @@ def _created(state: LedgerState, name: str) -> bool:
 
 HANGS = textwrap.dedent("""
     import time
-    pytest_plugins = ["fixtures.stack"]
+    pytest_plugins = ["harness.fixtures.stack"]
 
     def test_hangs(stack):
         time.sleep(600)
@@ -172,7 +172,7 @@ CUT = textwrap.dedent('''
 
     from harness.chaos.control import ChaosContext
 
-    pytest_plugins = ["fixtures.stack", "fixtures.chaos"]
+    pytest_plugins = ["harness.fixtures.stack", "harness.fixtures.chaos"]
 
 
     @pytest.fixture(scope="session")

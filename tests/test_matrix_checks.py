@@ -13,7 +13,7 @@ from harness.matrix import MATRIX_CHECKS, MatrixError, load_matrix
 from harness.matrixcheck import checks
 from harness.matrixcheck.gate import apply_gate
 from harness.matrixcheck.outcome import CANNOT_BUILD, COMPATIBLE, INCOMPATIBLE, Cell, Finding, NotEstablished
-from harness.report.matrix import matrix_data
+from harness.report.matrix_table import matrix_data
 from tests.test_matrix import GOOD_ROW
 
 UV_FAILURE = """  × No solution found when resolving dependencies:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from harness.binaries import MissingBinary
+from harness.local.haproxy import SERVED_BY_HEADER, HAProxyRouter, find_haproxy, start_router
 from harness.ports import LOOPBACK, free_port
 from harness.procs import ProcessRegistry
-from harness.traffic.haproxy import SERVED_BY_HEADER, HAProxyRouter, find_haproxy, start_router
 
 
 class _Ready(BaseHTTPRequestHandler):

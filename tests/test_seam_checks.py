@@ -110,7 +110,7 @@ def test_a_blocked_gate_fails_every_served_model_check_at_once_and_the_report_sa
     """))
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     # -p: the fixtures plugin registers before the conftest, so the conftest's stand-ins win.
-    result = pytester.runpytest_subprocess("-p", "fixtures.pipeline", "--reports-dir", str(pytester.path / "reports"),
+    result = pytester.runpytest_subprocess("-p", "harness.fixtures.pipeline", "--reports-dir", str(pytester.path / "reports"),
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(errors=2)  # at setup, without touching the stack (it raises if asked)
     result.stdout.fnmatch_lines(["*the quality gate blocked the deploy (passed=false: cv_f1_mean=0.7100 < threshold*"])

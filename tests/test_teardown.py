@@ -18,13 +18,13 @@ pytestmark = pytest.mark.stack
 
 HANGS = textwrap.dedent("""
     import time
-    pytest_plugins = ["fixtures.stack"]
+    pytest_plugins = ["harness.fixtures.stack"]
 
     def test_hangs(stack):
         time.sleep(600)
 """)
 FAILS = textwrap.dedent("""
-    pytest_plugins = ["fixtures.stack"]
+    pytest_plugins = ["harness.fixtures.stack"]
 
     def test_fails(stack):
         assert stack.tracking_uri == "not this"

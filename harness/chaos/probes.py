@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.chaos.client import call
+from harness.chaos.control_client import call
 
 __all__ = [
     "load_error_rate_at_most",
     "mlflow_inventory",
     "mlflow_reachable",
     "pipeline_run_outcome",
+    "revision_logs",
     "service_answers",
     "service_serves",
     "service_status",
@@ -23,10 +24,12 @@ __all__ = [
 
 
 def stack_facts(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the stack is: profile, row, endpoints, the deployed model, faults in place, its pids."""
     return call(configuration, "describe")
 
 
 def service_status(name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The service's status: ready, split, revisions, conditions, model status."""
     return call(configuration, "service_status", name=name)
 
 
@@ -44,12 +47,14 @@ def service_serves(name: str, seconds: float = 4, rate: float = 20, max_error_ra
 
 def load_error_rate_at_most(load_id: str, max_error_rate: float,
                             configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Whether a finished load's error rate stayed at or under ``max_error_rate``."""
     report = call(configuration, "finish_load", load_id=load_id)
     report["within_threshold"] = bool(report["requests"]) and report["error_rate"] <= float(max_error_rate)
     return report
 
 
 def mlflow_inventory(experiment: str, model_name: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Runs in ``experiment`` and versions of ``model_name``, as the harness's MLflow client sees them."""
     return call(configuration, "mlflow_inventory", experiment=experiment, model_name=model_name)
 
 
@@ -89,6 +94,7 @@ def wait_for_failure(name: str, deadline_s: float = 120, configuration: dict[str
 
 def wait_for_split(name: str, split: dict[str, int] | None = None, ready: bool = True, deadline_s: float = 60,
                    configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Wait until the status routes ``split`` (revision -> percent) and, with ``ready``, is Ready."""
     return call(configuration, "wait_for_split", name=name, split=split, ready=ready, deadline_s=deadline_s)
 
 
@@ -108,3 +114,8 @@ def wait_rollback_settled(name: str, deadline_s: float = 90,
     """Wait until a rollback serves from a ready rolled-out revision or the route says a revision
     has no ready pods; the outcome, the status, ready pods per revision and the emulation's events."""
     return call(configuration, "wait_rollback_settled", name=name, deadline_s=deadline_s)
+
+
+def revision_logs(name: str, revision: str, configuration: dict[str, Any] | None = None) -> dict[str, str]:
+    """Each replica's log of one revision of a service (its last lines)."""
+    return call(configuration, "revision_logs", name=name, revision=revision)

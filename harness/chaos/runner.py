@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.paths import CHAOS_EXPERIMENTS
 from harness.procs import spawn
 
 __all__ = ["EXPERIMENTS_DIR", "Cancelled", "ChaosRun", "Journal", "experiment_files", "run_experiment_file",
            "run_scenario", "run_scenarios_side_by_side"]
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "chaos"
+EXPERIMENTS_DIR = CHAOS_EXPERIMENTS
 
 
 class Journal(dict):

@@ -5,7 +5,7 @@ trained, registered and served, serves the stack's control on loopback, prints t
 experiment needs, and waits. Ctrl-C (or SIGTERM) lifts every fault and tears everything down.
 
     seamcheck-stack                     # then, in another shell, paste the printed lines
-    chaos run --rollback-strategy always scenarios/chaos/storage-uri-without-model.json
+    chaos run --rollback-strategy always harness/chaos/experiments/storage-uri-without-model.json
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from pathlib import Path
 
 from harness.chaos.control import ChaosContext, ChaosControl
 from harness.chaos.runner import experiment_files
-from harness.config import StackConfig
 from harness.matrix import DEFAULT_MATRIX_PATH, MatrixError, load_matrix
 from harness.pipeline.dataset import holdout_rows, write_dataset
 from harness.pipeline.params import ISVC_NAME, MODEL_NAME, pipeline_params, trained_version
+from harness.serving.isvc import storage_uri_of
+from harness.settings import StackConfig
 
 __all__ = ["main"]
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # SIGTERM like Ctrl-C, so the finally below always runs.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    profile = LocalProfile(StackConfig(matrix_row=row.name, matrix_file=Path(args.matrix_file)), row, progress=_say)
+    profile = LocalProfile(StackConfig(), row, progress=_say)
     control = None
     try:
         profile.start()
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         version = trained_version(run)
         rows = Path(tempfile.mkdtemp(prefix="seamcheck-rows-", dir=profile.state)) / "rows.parquet"
         holdout_rows(200).to_parquet(rows)
-        context = ChaosContext(base_storage_uri=isvc["spec"]["predictor"]["model"]["storageUri"],
+        context = ChaosContext(base_storage_uri=storage_uri_of(isvc),
                                model_name=MODEL_NAME, model_version=version, template=isvc,
                                dataset_path=data, rows_path=rows)
         control = ChaosControl(profile, context, profile.state / "chaos")

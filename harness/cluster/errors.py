@@ -1,7 +1,7 @@
 """The errors of cluster operations. Each message says what was attempted and what to do."""
 from __future__ import annotations
 
-from harness.profiles.base import ProfileError
+from harness.errors import ProfileError
 
 __all__ = ["ChaosRefused", "ClusterError", "WaitTimeout"]
 

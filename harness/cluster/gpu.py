@@ -1,7 +1,7 @@
 """GPU pools: the fake one on kind-gpu, and placement evidence on any cluster.
 
 kind-gpu: a worker joins labelled `nvidia.com/gpu.present=true` and tainted
-`nvidia.com/gpu=present:NoSchedule` (fixtures/kind/cluster.yaml.j2), like a cloud GPU pool. No
+`nvidia.com/gpu=present:NoSchedule` (harness/cluster/manifests/cluster.yaml.j2), like a cloud GPU pool. No
 device plugin runs there, so the harness advertises the `nvidia.com/gpu` extended resource by
 PATCHing the node's status capacity (JSON patch on the status subresource), the documented way
 to advertise extended resources; the kubelet then copies it into allocatable. The scheduler

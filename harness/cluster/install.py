@@ -126,7 +126,7 @@ def install_plan(spec: ClusterSpec, kubectl: Kubectl, api: k8s.ApiClient, manife
 
     # 1. the harness's namespaces (before anything is put into them)
     add("namespaces", "seamcheck", 60, apply_rendered("00-namespaces", "creating the harness's namespaces"),
-        "fixtures/kind/manifests/00-namespaces.yaml.j2")
+        "harness/cluster/manifests/stack/00-namespaces.yaml.j2")
 
     # 2. cert-manager
     def cert_manager(deadline: Deadline) -> None:
@@ -186,7 +186,7 @@ def install_plan(spec: ClusterSpec, kubectl: Kubectl, api: k8s.ApiClient, manife
     if "45-knative-config" in manifests.files:
         add("Knative domain and ingress settings", "knative", 120,
             apply_rendered("45-knative-config", "applying Knative settings"),
-            "fixtures/kind/manifests/45-knative-config.yaml.j2")
+            "harness/cluster/manifests/stack/45-knative-config.yaml.j2")
 
     # 4. KServe
     def kserve(deadline: Deadline) -> None:
@@ -232,7 +232,7 @@ def install_plan(spec: ClusterSpec, kubectl: Kubectl, api: k8s.ApiClient, manife
                                    what=f"MinIO, MLflow {spec.mlflow} and Prometheus in {spec.system_namespace}")
         wait_job_complete(api, spec.system_namespace, "minio-buckets", deadline_s=deadline.left())
     add(f"seamcheck services: MinIO, MLflow {spec.mlflow}, Prometheus", "seamcheck", 600, services,
-        *(f"fixtures/kind/manifests/{s}.yaml.j2" for s in ("10-minio", "20-mlflow", "30-prometheus",
+        *(f"harness/cluster/manifests/stack/{s}.yaml.j2" for s in ("10-minio", "20-mlflow", "30-prometheus",
                                                           "40-serving-access", "50-kfp-access")))
     return steps
 

@@ -8,7 +8,7 @@ Submission changes (the compiled YAML is kept as compiled; the submitted copy is
 it, and every change is listed in the run's details):
  * every task gets the harness's Secrets through the Kubernetes platform spec, the document
    kfp-kubernetes writes for `use_secret_as_env` / `use_secret_as_volume`: S3 and MLflow
-   endpoints for boto3/MLflow, and the task probe on PYTHONPATH (harness/cluster/task_probe.py);
+   endpoints for boto3/MLflow, and the task probe on PYTHONPATH (harness/cluster/task_log_probe.py);
  * the GPU task gets a toleration for the taint GPU pools carry (`nvidia.com/gpu:NoSchedule`),
    the document kfp-kubernetes writes for `add_toleration`: a KFP 2.3 backend adds none by
    itself for an accelerator request, and a tainted pool would never take the pod;

@@ -1,4 +1,4 @@
-"""Rendering fixtures/kind/: the kind cluster config and the manifests of the harness's own
+"""Rendering harness/cluster/manifests/: the kind cluster config and the manifests of the harness's own
 in-cluster services (MinIO, MLflow, Prometheus, access for KServe and the pipeline's tasks),
 templated from the matrix row's ClusterSpec. Pure functions of their inputs, so every row's
 output is validated in tests (tests/test_cluster_manifests.py) without a cluster.
@@ -9,15 +9,14 @@ import hashlib
 import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
 
-import harness
-from harness.cluster import task_probe
+from harness.cluster import task_log_probe
 from harness.cluster.spec import CHAOS_ALLOWED, CHAOS_LABEL, ClusterSpec
+from harness.paths import KIND_MANIFESTS
 
 __all__ = [
     "BUCKETS",
@@ -34,7 +33,7 @@ __all__ = [
     "task_env",
 ]
 
-FIXTURES = Path(harness.__file__).resolve().parent.parent / "fixtures" / "kind"
+FIXTURES = KIND_MANIFESTS
 BUCKETS = {"artifacts": "mlflow-artifacts", "data": "seamcheck-data"}
 TASK_SECRETS = {"env": "seamcheck-task-env", "probe": "seamcheck-task-probe"}
 PROBE_MOUNT = "/seamcheck/probe"
@@ -79,7 +78,7 @@ def render_kind_config(spec: ClusterSpec) -> str:
 
 def probe_source() -> str:
     """The task probe as the sitecustomize.py the tasks import (the module plus its call)."""
-    return inspect.getsource(task_probe) + "\n\ninstall()\n"
+    return inspect.getsource(task_log_probe) + "\n\ninstall()\n"
 
 
 def mlflow_allowed_hosts(spec: ClusterSpec) -> list[str]:
@@ -105,7 +104,7 @@ def task_env(spec: ClusterSpec, s3: S3Credentials) -> dict[str, str]:
 
 def manifest_files(*, knative_owned: bool) -> list[str]:
     """Template stems in apply order; Knative's settings only when the harness installed Knative."""
-    stems = sorted(p.name[: -len(".yaml.j2")] for p in (FIXTURES / "manifests").glob("*.yaml.j2"))
+    stems = sorted(p.name[: -len(".yaml.j2")] for p in (FIXTURES / "stack").glob("*.yaml.j2"))
     return [s for s in stems if knative_owned or s != "45-knative-config"]
 
 
@@ -131,6 +130,6 @@ def render_manifests(spec: ClusterSpec, s3: S3Credentials, *, knative_owned: boo
     env = _env()
     files = {}
     for stem in manifest_files(knative_owned=knative_owned):
-        text = env.get_template(f"manifests/{stem}.yaml.j2").render(**base)
-        files[stem] = _load_all(text, f"fixtures/kind/manifests/{stem}.yaml.j2")
+        text = env.get_template(f"stack/{stem}.yaml.j2").render(**base)
+        files[stem] = _load_all(text, f"harness/cluster/manifests/stack/{stem}.yaml.j2")
     return RenderedManifests(files)

@@ -11,7 +11,6 @@ prometheus, minio, mc (image tags of the harness's own services).
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -187,7 +186,7 @@ def cluster_spec(row: Row, profile: str, *, serving_namespace: str = "model-serv
                  cluster_name: str | None = None, node_image: str | None = None,
                  host_ports: Mapping[str, int] | None = None, kubernetes: str | None = None) -> ClusterSpec:
     """The cluster meaning of `row` for `profile`. `node_image` / `kubernetes` override the row's
-    choice (also from SEAMCHECK_KIND_IMAGE); `host_ports` uses the local profile's port names."""
+    choice (--kind-image); `host_ports` uses the local profile's port names."""
     if profile not in CLUSTER_PROFILES:
         raise ClusterError(f"{profile!r} is not a cluster profile; choose one of {', '.join(CLUSTER_PROFILES)}")
     cluster = dict(row.cluster)
@@ -196,10 +195,10 @@ def cluster_spec(row: Row, profile: str, *, serving_namespace: str = "model-serv
         raise ClusterError(f"matrix row {row.name!r} has no {missing} in its [cluster] table; add them "
                            "(see harness/matrix.toml)")
     kube = kubernetes or newest_kubernetes(row)
-    image = node_image or os.environ.get("SEAMCHECK_KIND_IMAGE") or row.kind_node_images.get(kube, "")
+    image = node_image or row.kind_node_images.get(kube, "")
     if profile != "cloud" and not image:
         raise ClusterError(f"matrix row {row.name!r} has no kind node image for Kubernetes {kube} "
-                           "(kind_node_images); add one or set SEAMCHECK_KIND_IMAGE")
+                           "(kind_node_images); add one or pass --kind-image")
     layer = cluster.get("network_layer", "kourier")
     if layer not in ("kourier", "istio"):
         raise ClusterError(f"matrix row {row.name!r}: network_layer must be kourier or istio, not {layer!r}")
@@ -213,7 +212,7 @@ def cluster_spec(row: Row, profile: str, *, serving_namespace: str = "model-serv
     return ClusterSpec(
         profile=profile, row=row.name, kubernetes=kube, node_image=image,
         kind_version=cluster["kind_version"],
-        cluster_name=cluster_name or os.environ.get("SEAMCHECK_KIND_CLUSTER", "seamcheck"),
+        cluster_name=cluster_name or "seamcheck",
         cert_manager=cluster["cert_manager"].lstrip("v"), knative_serving=cluster["knative_serving"].lstrip("v"),
         network_layer=layer, net_version=net_version.lstrip("v"), istio=cluster.get("istio", "").lstrip("v"),
         kserve=row.kserve.lstrip("v"), kfp_backend=row.kfp_backend, python=row.python,

@@ -3,7 +3,7 @@
 "uri", "path", "metadata"}}, "imports", "kfp_version", "python", "seconds", "error", "pod", "node"}}.
 
 Sources, best first:
- * the task probe's line in each task pod's log (harness/cluster/task_probe.py): the executor
+ * the task probe's line in each task pod's log (harness/cluster/task_log_probe.py): the executor
    output (output parameters, artifact URIs and metadata) and what the task imported;
  * the pod itself: node, phase, and the log tail when it failed before Python ran (pip, image);
  * the run's task details from the KFP API (states of tasks that never got a pod: skipped).
@@ -21,7 +21,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from harness.cluster.task_probe import parse_marker_lines
+from harness.cluster.task_log_probe import parse_marker_lines
 
 __all__ = ["ArtifactFetcher", "collect_tasks", "function_names", "run_pods", "s3_fetcher", "task_of_pod"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from harness.cluster.commands import run_cmd
 from harness.cluster.errors import ClusterError
-from harness.profiles.base import ProfileError
+from harness.errors import ProfileError
 
 __all__ = [
     "MIN_KIND",

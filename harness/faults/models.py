@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.paths import role_pythonpath
+
 __all__ = [
     "FAULT_KINDS",
     "MODEL_CODE_FILE",
@@ -57,7 +59,6 @@ __all__ = [
 FAULT_KINDS = ("error", "latency", "tail_latency", "wrong", "slow_load")
 MODEL_CODE_MODULE = "seamcheck_fault_model"
 MODEL_CODE_FILE = Path(__file__).with_name("model_code") / f"{MODEL_CODE_MODULE}.py"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Key of the MLmodel `metadata` entry (and prefix of the run tags) that describe the fault.
 METADATA_KEY = "seamcheck_fault"
 _RESULT_PREFIX = "SEAMCHECK_FAULT_RESULT "
@@ -170,8 +171,9 @@ def _run_in_env(python: Path | str, args: list[str], *, what: str, env: Mapping[
 
     proc_env = dict(os.environ if env is None else env)
     path = proc_env.get("PYTHONPATH", "")
-    if str(REPO_ROOT) not in path.split(os.pathsep):
-        proc_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), path) if p)
+    root = role_pythonpath()
+    if root not in path.split(os.pathsep):
+        proc_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
     proc_env.setdefault("PYTHONUNBUFFERED", "1")
     # Not the caller's folder by default: mlflow may create ./mlruns where it runs.
     proc = run_checked([str(python), "-m", "harness.faults.models", *args], what=what, timeout=timeout_s,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import JudgeError
 from harness.judges.base import Decision, Judge, JudgeConfig, Reading, Verdict
 from harness.judges.seed import SeedThresholdJudge
 from harness.judges.sequential import SequentialJudge
@@ -46,7 +47,7 @@ _FORMS = ("'seed', 'sequential', 'package.module:callable', 'path/to/file.py:cal
           "or 'cmd:<shell command>'")
 
 
-class JudgeSpecError(ValueError):
+class JudgeSpecError(JudgeError):
     """A judge spec that cannot be turned into a judge; the message says how to fix it."""
 
 

@@ -3,7 +3,7 @@
 Each check interval draws, per revision, a Poisson number of requests split binomially by the canary
 percent, binomial 5xx counts, and latencies as multinomial counts over Prometheus' default histogram
 buckets; p99 is then computed the way `histogram_quantile` does (linear inside the bucket). The
-readings mimic what harness.canary reads from Prometheus, quirks included: a 5xx series does not
+readings mimic what harness.canary.observe reads from Prometheus, quirks included: a 5xx series does not
 exist before the first 5xx (None, not 0), p99 over an empty window is None, a dead canary has no
 series at all, and an outage gives source_ok=False. Windows are one interval long, as the driver's.
 Slow-request counts (requests above the latency limit, cumulative) come from the same buckets, as
@@ -170,7 +170,7 @@ class SimOutcome:
 
 
 def run_judge(judge: Judge, readings: Iterator[Reading] | list[Reading], config: JudgeConfig) -> SimOutcome:
-    """Drive a judge as harness.canary does: observe each reading until a final verdict, else
+    """Drive a judge as harness.canary.observe does: observe each reading until a final verdict, else
     finish at the deadline with the last reading."""
     judge.reset()
     last: Reading | None = None

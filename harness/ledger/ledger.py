@@ -31,6 +31,7 @@ from typing import Any
 
 import psutil
 
+from harness.errors import StackError
 from harness.ledger.others import LEDGER_SUFFIX, LiveClaim, live_claims, sweep_dead
 from harness.ledger.records import dumps, read_state
 from harness.ledger.undo import TOKEN_VAR, Swept, sweep
@@ -43,7 +44,7 @@ LEDGER_DIR_ENV = "SEAMCHECK_LEDGER_DIR"
 REAPER_START_DEADLINE_S = 20.0
 
 
-class LedgerError(RuntimeError):
+class LedgerError(StackError):
     """The ledger or its reaper cannot work here (folder not writable, reaper did not start)."""
 
 

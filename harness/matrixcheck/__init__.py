@@ -4,7 +4,7 @@
 * checks: pure functions from observations to table cells;
 * modelserver: one MLServer of a serving env, models loaded through its repository API;
 * lab: environments, servers and probes per row, per serving env and per upgrade step;
-* gate: which incompatibilities the matrix file accepts; table rendering is harness/report/matrix.py;
+* gate: which incompatibilities the matrix file accepts; table rendering is harness/report/matrix_table.py;
 * probes/: scripts run inside role environments (client, storage, versions).
 """
 

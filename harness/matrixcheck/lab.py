@@ -24,24 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import harness
 from harness.envs import EnvBuildError, RoleEnv, ensure_env, env_dir_for
 from harness.ledger import ledger
-from harness.matrix import Matrix, Row
+from harness.local.services.s3 import S3Store, start_s3
+from harness.local.services.tracking import start_tracking
+from harness.matrix import MATRIX_CHECKS, UPGRADE_CHECKS, Matrix, Row
 from harness.matrixcheck import checks
 from harness.matrixcheck.modelserver import ModelServer
 from harness.matrixcheck.outcome import CANNOT_BUILD, Cell, Finding, NotEstablished
 from harness.matrixcheck.probes import RESULT_PREFIX
+from harness.paths import role_pythonpath
 from harness.pipeline.compile import inspect_compiled
 from harness.pipeline.dataset import holdout_rows
 from harness.ports import free_port
 from harness.procs import ComponentFailed, ProcessRegistry, run_checked, run_command
-from harness.services.s3 import S3Store, start_s3
-from harness.services.tracking import start_tracking
 
 __all__ = ["ROW_ROLES", "MatrixLab", "RowBuild"]
 
-REPO_ROOT = Path(harness.__file__).resolve().parent.parent
 #: What the matrix suite runs of a row (no KFP runner: the client and compiler are the pipeline role's).
 ROW_ROLES = ("tracking", "pipeline", "serving", "storage")
 MODEL_NAME = "matrix-classifier"
@@ -218,7 +217,7 @@ class MatrixLab:
         return self._buckets[row]
 
     def _client_env(self, tracking_uri: str | None = None) -> dict[str, str]:
-        env = {**os.environ, **self._store().client_env(), "PYTHONPATH": str(REPO_ROOT),
+        env = {**os.environ, **self._store().client_env(), "PYTHONPATH": role_pythonpath(),
                "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "default"}
         env.pop("MLFLOW_TRACKING_URI", None)
         if tracking_uri:
@@ -422,64 +421,90 @@ class MatrixLab:
             what=f"{row}: {role} versions", env=self._client_env(), cwd=self.state)["versions"])
 
     def row_cell(self, row: str, check: str) -> Cell:
+        """The cell of ``check`` (a MATRIX_CHECKS name) for ``row``."""
+        if check not in MATRIX_CHECKS:
+            raise NotEstablished(f"unknown matrix check {check!r}; known: {', '.join(MATRIX_CHECKS)}")
         rb = self.build(row)
         if check == "env-build":
             return checks.build_cell(row, rb.errors, rb.seconds)
         if not rb.ok:
             return _cannot_build_cell("row", row, check, rb)
         run = self.row_run(row)
-        reg = run.register
-        if check == "tracking-client":
-            cell = checks.tracking_client_cell(row, reg)
-        elif check == "v2-predictions":
-            served = {label: self.served(row, label) for label in ("signed", "unsigned")}
-            cell = checks.v2_predictions_cell(row, reg, {k: v for k, v in served.items() if v is not None})
-        elif check == "library-skew":
-            probe = None
-            if run.skew is not None:
-                probe_served = self.served(row, "skew")
-                probe = {"versions": run.skew["versions"], "load": probe_served["load"] if probe_served else None}
-                if probe_served and probe_served["load"]["ok"]:
-                    want = (run.skew["steps"].get("predict") or {}).get("predictions")
-                    got = (probe_served["infer"].get("content_type") or {}).get("predictions")
-                    probe["predictions_equal"] = checks.same_predictions(got, want)[0]
-            # The unsigned model's load isolates the pickle (a signed one may fail on the MLmodel
-            # signature format first, e.g. mlflow 2.3.1 reading a 2.15 signature).
-            own = self.served(row, "unsigned") or self.served(row, "signed")
-            cell = checks.library_skew_cell(row, reg.get("versions") or {}, self.versions(row, "serving"),
-                                            own["load"] if own else None, probe)
-        elif check == "storage-uri":
-            jobs = {"artifact_uri+/model": run.storage.get("artifact_uri+/model"),
-                    "download_uri": run.storage.get("download_uri[signed]")}
-            cell = checks.storage_uri_cell(row, reg, {k: v for k, v in jobs.items() if v is not None})
-        elif check == "kfp-compile":
-            kfp_pin = next(p.split("==")[1] for p in self.rows[row].role("pipeline").pins if p.startswith("kfp=="))
-            cell = checks.kfp_compile_cell(row, kfp_pin, run.compiled)
-        elif check == "signature-claim":
-            cell = checks.signature_claim_cell(row, reg, self.served(row, "unsigned"))
-        else:
-            raise NotEstablished(f"unknown matrix check {check!r}")
+        cell = _ROW_CELLS[check](self, row, run)
         cell.evidence.setdefault("phase_seconds", {k: round(v, 1) for k, v in run.seconds.items()})
         return cell
 
+    def _tracking_client(self, row: str, run: RowRun) -> Cell:
+        return checks.tracking_client_cell(row, run.register)
+
+    def _v2_predictions(self, row: str, run: RowRun) -> Cell:
+        served = {label: self.served(row, label) for label in ("signed", "unsigned")}
+        return checks.v2_predictions_cell(row, run.register, {k: v for k, v in served.items() if v is not None})
+
+    def _library_skew(self, row: str, run: RowRun) -> Cell:
+        probe = None
+        if run.skew is not None:
+            probe_served = self.served(row, "skew")
+            probe = {"versions": run.skew["versions"], "load": probe_served["load"] if probe_served else None}
+            if probe_served and probe_served["load"]["ok"]:
+                want = (run.skew["steps"].get("predict") or {}).get("predictions")
+                got = (probe_served["infer"].get("content_type") or {}).get("predictions")
+                probe["predictions_equal"] = checks.same_predictions(got, want)[0]
+        # The unsigned model's load isolates the pickle (a signed one may fail on the MLmodel
+        # signature format first, e.g. mlflow 2.3.1 reading a 2.15 signature).
+        own = self.served(row, "unsigned") or self.served(row, "signed")
+        return checks.library_skew_cell(row, run.register.get("versions") or {}, self.versions(row, "serving"),
+                                        own["load"] if own else None, probe)
+
+    def _storage_uri(self, row: str, run: RowRun) -> Cell:
+        jobs = {"artifact_uri+/model": run.storage.get("artifact_uri+/model"),
+                "download_uri": run.storage.get("download_uri[signed]")}
+        return checks.storage_uri_cell(row, run.register, {k: v for k, v in jobs.items() if v is not None})
+
+    def _kfp_compile(self, row: str, run: RowRun) -> Cell:
+        return checks.kfp_compile_cell(row, self.rows[row].role("pipeline").pin_version("kfp"), run.compiled)
+
+    def _signature_claim(self, row: str, run: RowRun) -> Cell:
+        return checks.signature_claim_cell(row, run.register, self.served(row, "unsigned"))
+
     def pair_cell(self, old: str, new: str, check: str) -> Cell:
+        """The cell of ``check`` (an UPGRADE_CHECKS name) for the upgrade step ``old -> new``."""
+        if check not in _PAIR_CELLS:
+            raise NotEstablished(f"unknown upgrade check {check!r}; known: {', '.join(UPGRADE_CHECKS)}")
         subject = f"{old} -> {new}"
         for end in (old, new):
             if not self.build(end).ok:
                 return _cannot_build_cell("upgrade", subject, check, self.build(end), row=end)
-        if check in ("old-model-in-new-runtime", "new-model-in-old-runtime"):
-            direction = "old-in-new" if check == "old-model-in-new-runtime" else "new-in-old"
-            origin, runtime = (old, new) if direction == "old-in-new" else (new, old)
-            want = ((self.row_run(origin).register.get("models") or {}).get("signed") or {}).get("predictions")
-            download = self.pair_download(old, new, direction)
-            served = self.serving_run(runtime).get(f"{old}>{new}:{direction}")
-            return checks.model_in_runtime_cell(subject, check, origin, runtime, want, download, served)
-        if check == "new-client-reads-old-registry":
-            signed = (self.row_run(old).register.get("models") or {}).get("signed") or {}
-            read = self.pair_read(old, new) if signed.get("version") else None
-            return checks.client_reads_registry_cell(subject, new, old, read, signed.get("version"),
-                                                     signed.get("predictions"))
-        raise NotEstablished(f"unknown upgrade check {check!r}")
+        return _PAIR_CELLS[check](self, old, new, subject, check)
+
+    def _model_in_runtime(self, old: str, new: str, subject: str, check: str) -> Cell:
+        direction = "old-in-new" if check == "old-model-in-new-runtime" else "new-in-old"
+        origin, runtime = (old, new) if direction == "old-in-new" else (new, old)
+        want = ((self.row_run(origin).register.get("models") or {}).get("signed") or {}).get("predictions")
+        download = self.pair_download(old, new, direction)
+        served = self.serving_run(runtime).get(f"{old}>{new}:{direction}")
+        return checks.model_in_runtime_cell(subject, check, origin, runtime, want, download, served)
+
+    def _client_reads_registry(self, old: str, new: str, subject: str, check: str) -> Cell:
+        signed = (self.row_run(old).register.get("models") or {}).get("signed") or {}
+        read = self.pair_read(old, new) if signed.get("version") else None
+        return checks.client_reads_registry_cell(subject, new, old, read, signed.get("version"),
+                                                 signed.get("predictions"))
+
+
+#: Each registered check (harness/matrix.py) and the lab's method that fills its cell (env-build is
+#: answered by row_cell itself, from the build).
+_ROW_CELLS: dict[str, Callable[..., Cell]] = {
+    "tracking-client": MatrixLab._tracking_client, "v2-predictions": MatrixLab._v2_predictions,
+    "library-skew": MatrixLab._library_skew, "storage-uri": MatrixLab._storage_uri,
+    "kfp-compile": MatrixLab._kfp_compile, "signature-claim": MatrixLab._signature_claim,
+}
+_PAIR_CELLS: dict[str, Callable[..., Cell]] = {
+    "old-model-in-new-runtime": MatrixLab._model_in_runtime, "new-model-in-old-runtime": MatrixLab._model_in_runtime,
+    "new-client-reads-old-registry": MatrixLab._client_reads_registry,
+}
+if set(_ROW_CELLS) | {"env-build"} != set(MATRIX_CHECKS) or set(_PAIR_CELLS) != set(UPGRADE_CHECKS):
+    raise RuntimeError("harness/matrixcheck/lab.py and the check registry in harness/matrix.py disagree")
 
 
 class _CannotBuild(NotEstablished):

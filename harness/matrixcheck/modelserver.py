@@ -26,7 +26,7 @@ from harness.ports import LOOPBACK, free_port
 from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry
 from harness.serving.v2 import v2_request
 
-__all__ = ["InferResult", "LoadResult", "ModelServer", "runtime_lines"]
+__all__ = ["InferResult", "ServerLoadResult", "ModelServer", "runtime_lines"]
 
 MLFLOW_RUNTIME = "mlserver_mlflow.MLflowRuntime"
 #: Log lines worth quoting: warnings and errors the runtime (or the libraries it loads) wrote.
@@ -42,7 +42,7 @@ def runtime_lines(text: str, limit: int = 12) -> list[str]:
 
 
 @dataclass
-class LoadResult:
+class ServerLoadResult:
     model: str
     folder: str
     ok: bool
@@ -103,7 +103,7 @@ class ModelServer:
             fh.seek(offset)
             return fh.read().decode(errors="replace")
 
-    def load(self, model: str, folder: Path, *, deadline_s: float = 240.0) -> LoadResult:
+    def load(self, model: str, folder: Path, *, deadline_s: float = 240.0) -> ServerLoadResult:
         assert self.process is not None, "server not started"
         settings = self.repo / model / "model-settings.json"
         settings.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ class ModelServer:
             if ready != 200:
                 raise ComponentFailed(f"mlserver {self.label}: load of {model!r} answered 200 but the model's "
                                       f"ready route answers {ready}")
-        return LoadResult(model, str(folder), ok, resp.status_code, resp.text[:3000], runtime_lines(excerpt),
+        return ServerLoadResult(model, str(folder), ok, resp.status_code, resp.text[:3000], runtime_lines(excerpt),
                           round(time.monotonic() - started, 3))
 
     def infer(self, model: str, frame: pd.DataFrame, *, content_type: str | None,

@@ -68,3 +68,13 @@ class Cell:
         data = asdict(self)
         data["findings"] = [{"key": f.key(self.check), "text": f.text} for f in self.findings]
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        """The inverse of ``as_dict`` (a cell sent from an xdist worker)."""
+        prefix = f"{data['check']}/"
+        findings = [Finding(f["key"][len(prefix):] if f["key"].startswith(prefix) else f["key"], f["text"])
+                    for f in data.get("findings") or []]
+        return cls(kind=data["kind"], subject=data["subject"], check=data["check"], outcome=data["outcome"],
+                   summary=data["summary"], findings=findings, evidence=dict(data.get("evidence") or {}),
+                   accepted=dict(data.get("accepted") or {}))

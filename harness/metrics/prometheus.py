@@ -6,10 +6,12 @@ from collections.abc import Callable
 
 from prometheus_api_client import PrometheusConnect
 
+from harness.errors import StackError
+
 __all__ = ["PrometheusUnreachable", "query_scalar", "wait_for_scalar"]
 
 
-class PrometheusUnreachable(RuntimeError):
+class PrometheusUnreachable(StackError):
     pass
 
 

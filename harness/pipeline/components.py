@@ -16,8 +16,9 @@ why a few lines (MLflow client setup) repeat between components.
 Fixes against the seed, each marked "seed fix" in the bodies:
 * train: the KFP Metrics carry numbers only (the seed logged the run id string as a metric);
   the model is logged with a signature and an input example; ``model_output.uri`` is NOT
-  overridden with ``runs:/...`` (a KFP 2.3 launcher cannot parse that URI and the consuming
-  task fails before its code runs, see notes/kserve-kfp-mlflow-facts.md section 8): the MLflow
+  overridden with ``runs:/...`` (KFP 2.3.0's launcher, backend/src/v2/component/launcher_v2.go,
+  cannot map that URI to a bucket: the consuming task fails with "failed to parse bucketConfig
+  for output artifact ... unrecognized uri format" before its code runs): the MLflow
   coordinates travel as artifact metadata and as output parameters instead, and a small JSON
   pointer file is written to ``model_output.path`` so the artifact really exists.
 * gate: the seed only had an absolute F1 threshold; we also refuse a regression against the

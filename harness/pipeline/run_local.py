@@ -47,7 +47,8 @@ import time
 
 __all__ = ["MIN_RUNNER_KFP", "collect_results", "main"]
 
-# dsl.If/dsl.Condition run locally from kfp 2.16.0 (notes/feasibility section 8).
+# dsl.If/dsl.Condition run locally from kfp 2.16 on: kfp 2.9-2.15 raise "NotImplementedError:
+# 'dsl.Condition' is not supported by local pipeline execution" (kfp/local/pipeline_orchestrator.py).
 MIN_RUNNER_KFP = (2, 16)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -71,13 +72,13 @@ def _prepare_task_environment(seam_dir: str) -> str:
     interpreters). Everything else (KUBECONFIG, MLFLOW_*, AWS_*) passes through on purpose.
     Returns the empty working directory.
     """
-    from harness.pipeline import task_probe
+    from harness.pipeline import task_import_probe
 
     site_dir = os.path.join(seam_dir, "site")
     work_dir = os.path.join(seam_dir, "cwd")
     os.makedirs(site_dir, exist_ok=True)
     os.makedirs(work_dir, exist_ok=True)
-    with open(task_probe.__file__) as fh:
+    with open(task_import_probe.__file__) as fh:
         probe = fh.read()
     with open(os.path.join(site_dir, "sitecustomize.py"), "w") as fh:
         fh.write(probe + "\n\ninstall()\n")
@@ -148,7 +149,7 @@ def collect_results(run_dir: "str | None", spec: dict, runner_status: "dict | No
     ``runner_status``: {task: "SUCCESS"|"FAILURE"|"RUNNING"} from kfp's log lines; it wins
     over the file-based guess, which remains the fallback.
     """
-    from harness.pipeline.task_probe import PROBE_FILE
+    from harness.pipeline.task_import_probe import PROBE_FILE
 
     tasks = {}
     pending = dict(spec["tasks"])

@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.envs import RoleEnv
+from harness.errors import ProfileError
 from harness.matrix import Row
-from harness.modelcheck import reference_predictions
-from harness.procs import run_checked
-from harness.serving.client import IsvcClient
+from harness.pipeline.reference_predictions import reference_predictions
+from harness.procs import ProcessRegistry, run_checked
+from harness.serving.isvc import IsvcClient
+from harness.settings import StackConfig
 
 __all__ = ["PipelineRun", "Profile", "ProfileError", "RevisionModel"]
-
-
-class ProfileError(RuntimeError):
-    """The profile cannot be used as configured (missing tool, unreachable cluster, ...)."""
 
 
 @dataclass
@@ -55,12 +53,22 @@ class RevisionModel:
 
 
 class Profile(abc.ABC):
+    """One way of standing the stack up. Subclasses are registered by name (the
+    ``pytest_seamcheck_profiles`` hook) and built as ``cls(config, row, progress=...)``."""
+
     name: str
+    config: StackConfig
     row: Row
     namespace: str
     state: Path  # the profile's scratch folder, removed at teardown
+    registry: ProcessRegistry  # every process the profile started (teardown stops them all)
     envs: dict[str, RoleEnv]  # the row's role environments, built locally on every profile
     _isvc: IsvcClient | None = None
+
+    @classmethod
+    def preflight(cls, config: StackConfig, row: Row) -> None:
+        """Before any process starts: what this profile needs is there (tools, free fixed ports,
+        a reachable cluster). Raise ProfileError (or ConfigError) naming the fix. Default: nothing."""
 
     @abc.abstractmethod
     def start(self) -> None: ...

@@ -1,4 +1,4 @@
-"""The `cloud` profile: an existing cluster from a kubeconfig context (--kubeconfig, --context).
+"""The `cloud` profile: an existing cluster from a kubeconfig context (--kubeconfig, --kube-context).
 
 It first discovers what the cluster runs (KServe, Knative Serving, KFP, cert-manager, MLflow,
 the network layer, Kubernetes) and reports every difference from the matrix row. Components the
@@ -26,13 +26,13 @@ from harness.cluster.commands import Kubectl
 from harness.cluster.discover import Discovered, compare, discover
 from harness.cluster.errors import ClusterError
 from harness.cluster.portforward import PortForwards
-from harness.cluster.profile import ClusterProfile, api_client
 from harness.cluster.spec import ClusterSpec, cluster_spec
 from harness.cluster.tools import Tools, check_cloud_tools
-from harness.config import StackConfig
 from harness.matrix import Row
 from harness.procs import ComponentFailed
 from harness.profiles.base import PipelineRun, ProfileError
+from harness.profiles.cluster import ClusterProfile, api_client
+from harness.settings import StackConfig
 
 __all__ = ["CloudProfile", "preflight"]
 
@@ -62,9 +62,9 @@ def preflight(config: StackConfig, row: Row) -> Tools:
     names = [c["name"] for c in contexts or []]
     if config.kube_context and config.kube_context not in names:
         raise ProfileError(f"context {config.kube_context!r} is not in {config.kubeconfig or 'the kubeconfig'}; "
-                           f"it has: {', '.join(names) or 'none'} (--context)")
+                           f"it has: {', '.join(names) or 'none'} (--kube-context)")
     if not config.kube_context and not current:
-        raise ProfileError("the kubeconfig has no current-context; pass --context")
+        raise ProfileError("the kubeconfig has no current-context; pass --kube-context")
     try:
         api = api_client(config.kubeconfig, config.kube_context)
         k8s.VersionApi(api).get_code(_request_timeout=15)
@@ -80,6 +80,10 @@ class CloudProfile(ClusterProfile):
     fit = None  # a real cluster's GPU pool takes the task as compiled
     drop_accelerator = False
     gpu_toleration = True
+
+    @classmethod
+    def preflight(cls, config: StackConfig, row: Row) -> None:
+        preflight(config, row)
 
     def __init__(self, config: StackConfig, row: Row, *, progress: Callable[[str], None] | None = None) -> None:
         super().__init__(config, row, _cloud_spec(config, row), progress=progress)

@@ -1,9 +1,9 @@
 """The `kind` and `kind-gpu` profiles: a kind cluster on this machine's Docker, the matrix row's
 stack installed on it, the same scenarios as everywhere.
 
-Lifecycle: a cluster named SEAMCHECK_KIND_CLUSTER (default `seamcheck`) is reused when it exists
-(and then left in place), else created from fixtures/kind/cluster.yaml.j2 with the row's node
-image (the row's newest Kubernetes; SEAMCHECK_KIND_IMAGE overrides) and deleted at the end unless
+Lifecycle: a cluster named --kind-cluster (default `seamcheck`) is reused when it exists
+(and then left in place), else created from harness/cluster/manifests/cluster.yaml.j2 with the row's node
+image (the row's newest Kubernetes; --kind-image overrides) and deleted at the end unless
 --keep-cluster. The harness reaches the stack through NodePorts that kind publishes on 127.0.0.1.
 
 kind-gpu adds a worker labelled and tainted like a cloud GPU pool, advertises a fake
@@ -22,14 +22,14 @@ from harness.cluster.commands import Kubectl
 from harness.cluster.errors import ClusterError
 from harness.cluster.gpu import FAKE_POOL_SELECTOR, advertise_fake_gpu, gpu_pool_problems
 from harness.cluster.install import COMPONENTS
-from harness.cluster.kind import KindCluster
-from harness.cluster.profile import ClusterProfile
+from harness.cluster.kind_cluster import KindCluster
 from harness.cluster.spec import ClusterSpec, cluster_spec
 from harness.cluster.tools import Tools, check_kind_tools
-from harness.config import StackConfig
 from harness.ledger import ledger
 from harness.matrix import Row
 from harness.profiles.base import PipelineRun
+from harness.profiles.cluster import ClusterProfile
+from harness.settings import StackConfig
 
 __all__ = ["KindGpuProfile", "KindProfile", "kind_spec", "preflight"]
 
@@ -40,7 +40,8 @@ _ENDPOINT_KEYS = {"ingress": "ingress", "kfp-api": "kfp", "kfp-minio": "kfp_mini
 
 
 def kind_spec(config: StackConfig, row: Row, profile: str) -> ClusterSpec:
-    return cluster_spec(row, profile, serving_namespace=config.namespace, host_ports=config.ports)
+    return cluster_spec(row, profile, serving_namespace=config.namespace, host_ports=config.ports,
+                        node_image=config.kind_image, cluster_name=config.kind_cluster)
 
 
 def preflight(config: StackConfig, row: Row) -> Tools:
@@ -50,7 +51,7 @@ def preflight(config: StackConfig, row: Row) -> Tools:
     claim = ledger.active().claims_in_the_way([_claim(spec.cluster_name)]).get(_claim(spec.cluster_name))
     if claim is not None:
         raise ClusterError(f"kind cluster {spec.cluster_name!r} belongs to {claim.describe()}; set "
-                           "SEAMCHECK_KIND_CLUSTER to another name, or wait for that run")
+                           "--kind-cluster to another name, or wait for that run")
     return check_kind_tools(config.kind_bin, need_helm=spec.network_layer == "istio")
 
 
@@ -60,6 +61,10 @@ def _claim(cluster: str) -> str:
 
 class KindProfile(ClusterProfile):
     name = "kind"
+
+    @classmethod
+    def preflight(cls, config: StackConfig, row: Row) -> None:
+        preflight(config, row)
     # The train task asks for 4 CPU / 16Gi (limits, which KFP also makes requests); a kind node's
     # capacity is the CI runner's, so the submitted copy asks for what such a node can give.
     fit: dict[str, Any] | None = {"cpu": "1", "memory_gib": 2}
@@ -104,7 +109,7 @@ class KindProfile(ClusterProfile):
             raise ClusterError(f"kind-gpu: no node labelled {FAKE_POOL_SELECTOR} in cluster "
                                f"{self.spec.cluster_name!r}; "
                                "a reused cluster must have been created with the kind-gpu config "
-                               "(python -m harness.cluster.kind config --profile kind-gpu)")
+                               "(python -m harness.cluster.kind_cluster config --profile kind-gpu)")
         for node in nodes:
             problems = gpu_pool_problems(node)
             if problems:
@@ -125,7 +130,7 @@ class KindProfile(ClusterProfile):
             host_port = published.get(mapping.node_port, mapping.host_port)
             if not self.created and mapping.node_port not in published:
                 raise ClusterError(f"the reused kind cluster {self.spec.cluster_name!r} does not publish node port "
-                                   f"{mapping.node_port} ({name}); recreate it with `python -m harness.cluster.kind "
+                                   f"{mapping.node_port} ({name}); recreate it with `python -m harness.cluster.kind_cluster "
                                    f"config --profile {self.name}`")
             urls[key] = f"http://127.0.0.1:{host_port}"
         return urls

@@ -3,7 +3,7 @@
 MLflow's tracking server (the row's), an S3-compatible artifact store (moto's server), the KFP
 SDK's compiler (the row's) and local runner, KServe's storage initializer (the row's) and MLServer
 with the MLflow runtime (the row's runtime image contents), Prometheus and HAProxy (Debian's).
-KServe's control plane is emulated (harness/serving/emulation.py) behind a Kubernetes-shaped API,
+KServe's control plane is emulated (harness/local/emulation.py) behind a Kubernetes-shaped API,
 so the deploy step and the harness use the official kubernetes client as on a cluster.
 """
 from __future__ import annotations
@@ -18,27 +18,27 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-import harness
-from harness.config import PORT_OPTIONS, StackConfig
 from harness.envs import RoleEnv, ensure_envs
-from harness.faults.network import PipelineNetns
 from harness.ledger import ledger
+from harness.local.apiserver import EmulatedApiServer, write_kubeconfig
+from harness.local.emulation import EmulationConfig, KServeEmulation
+from harness.local.haproxy import HAProxyRouter, find_haproxy, start_router
+from harness.local.netns import PipelineNetns
+from harness.local.services.prometheus import PrometheusServer, find_prometheus, start_prometheus
+from harness.local.services.s3 import S3Store, start_s3
+from harness.local.services.tracking import TrackingServer, start_tracking
 from harness.matrix import Row
+from harness.options import PORT_COMPONENTS, port_flag
+from harness.paths import role_pythonpath
 from harness.ports import PortTaken, check_free, pick
 from harness.procs import ComponentFailed, ProcessRegistry, log_tail, run_checked
 from harness.profiles.base import PipelineRun, Profile, RevisionModel
-from harness.services.prometheus import PrometheusServer, find_prometheus, start_prometheus
-from harness.services.s3 import S3Store, start_s3
-from harness.services.tracking import TrackingServer, start_tracking
-from harness.serving.apiserver import EmulatedApiServer, write_kubeconfig
-from harness.serving.client import IsvcClient
-from harness.serving.emulation import EmulationConfig, KServeEmulation
+from harness.serving.isvc import IsvcClient
 from harness.serving.storage import read_storage_file
-from harness.traffic.haproxy import HAProxyRouter, find_haproxy, start_router
+from harness.settings import StackConfig
 
-__all__ = ["PORT_OPTIONS", "LocalProfile"]
+__all__ = ["LocalProfile", "preflight"]
 
-REPO_ROOT = Path(harness.__file__).resolve().parent.parent
 ARTIFACT_BUCKET = "mlflow-artifacts"
 ROLES_NEEDED = ("tracking", "pipeline", "serving", "storage", "runner")
 
@@ -51,7 +51,7 @@ def preflight(config: StackConfig) -> None:
     fixed = {component: port for component, port in config.ports.items() if port}
     in_the_way = ledger.active().claims_in_the_way([f"port:{port}" for port in fixed.values()])
     for component, port in fixed.items():
-        option = PORT_OPTIONS[component][0]
+        option = port_flag(component)
         claim = in_the_way.get(f"port:{port}")
         if claim is not None:
             raise PortTaken(f"port {port} for {component} is held by {claim.describe()}; pass another port to "
@@ -61,6 +61,10 @@ def preflight(config: StackConfig) -> None:
 
 class LocalProfile(Profile):
     name = "local"
+
+    @classmethod
+    def preflight(cls, config: StackConfig, row: Row) -> None:
+        preflight(config)
 
     def __init__(self, config: StackConfig, row: Row, *, progress: Callable[[str], None] | None = None) -> None:
         self.config = config
@@ -89,7 +93,7 @@ class LocalProfile(Profile):
         self._timings["envs_s"] = time.monotonic() - t0
         for role, env in self.envs.items():
             self._timings[f"env_{role}_build_s"] = env.build_seconds
-        ports = {c: pick(self.config.ports.get(c, 0)) for c in PORT_OPTIONS}
+        ports = {c: pick(self.config.ports.get(c, 0)) for c in PORT_COMPONENTS}
         for component, port in ports.items():  # another run asking for one of these is refused
             ledger.active().claim(f"port:{port}", component=component)
         self._ports = ports
@@ -157,7 +161,7 @@ class LocalProfile(Profile):
     def _role_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         tmp = self.state / "tmp"
         tmp.mkdir(exist_ok=True)
-        env = {**os.environ, **self.client_env(), "PYTHONPATH": str(REPO_ROOT),
+        env = {**os.environ, **self.client_env(), "PYTHONPATH": role_pythonpath(),
                # kfp's local runner leaves temp folders behind: keep them in our state dir.
                "TMPDIR": str(tmp)}
         if self.kubeconfig is not None:

@@ -11,9 +11,12 @@ from typing import Any
 
 import jinja2
 
-from harness.report.checks import CheckRecord
+from harness.report.recorder import CheckRecord
 
-__all__ = ["RunReport", "new_run_id"]
+__all__ = ["MATRIX_CELL_PROPERTY", "RunReport", "new_run_id"]
+
+#: The user_properties key a matrix table cell travels under (as a dict).
+MATRIX_CELL_PROPERTY = "seamcheck.matrix_cell"
 
 
 def new_run_id() -> str:
@@ -31,7 +34,7 @@ class RunReport:
     timings: dict[str, float] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
     #: The matrix suite's table cells (harness.matrixcheck.outcome.Cell), and the rendered table
-    #: (harness/report/matrix.py fills it: {"markdown", "rows", "cells", "gate", ...}).
+    #: (harness/report/matrix_table.py fills it: {"markdown", "rows", "cells", "gate", ...}).
     matrix_cells: list[Any] = field(default_factory=list)
     matrix: dict[str, Any] = field(default_factory=dict)
     #: Whether the pipeline's model was served, and why not: {"deployed": bool, "why": str}.
@@ -46,6 +49,25 @@ class RunReport:
         if name not in self.artifacts:
             self.artifacts.append(name)
         return path
+
+    def add_cell_dict(self, data: dict[str, Any]) -> None:
+        from harness.matrixcheck.outcome import Cell
+
+        self.matrix_cells.append(Cell.from_dict(data))
+
+    def export(self) -> dict[str, Any]:
+        """What an xdist worker alone knows, for the controller's ``merge`` (the tests and checks
+        travel in the test reports themselves)."""
+        return {"versions": self.versions, "timings": self.timings, "artifacts": self.artifacts,
+                "deployed": self.deployed}
+
+    def merge(self, part: dict[str, Any]) -> None:
+        for key, value in (part.get("versions") or {}).items():
+            self.versions.setdefault(key, value)
+        self.timings.update(part.get("timings") or {})
+        self.artifacts += [a for a in part.get("artifacts") or [] if a not in self.artifacts]
+        if part.get("deployed") and not self.deployed:
+            self.deployed = dict(part["deployed"])
 
     def as_dict(self, exitstatus: int | None = None) -> dict[str, Any]:
         counts = {k: 0 for k in ("passed", "failed", "skipped", "error", "xfailed", "xpassed")}

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.errors import SeamcheckError
 from harness.serving.storage import list_storage
 
 __all__ = ["LintError", "lint_isvc"]
 
 
-class LintError(ValueError):
+class LintError(SeamcheckError, ValueError):
     """The manifest would be admitted by the API server and then fail; ``problems`` says why."""
 
     def __init__(self, name: str, problems: list[str]) -> None:

@@ -6,13 +6,15 @@ from typing import Any
 import pandas as pd
 import requests
 
+from harness.errors import StackError
+
 __all__ = ["V2Error", "infer", "v2_outputs", "v2_request"]
 
 _DATATYPES = {"float64": "FP64", "float32": "FP32", "int64": "INT64", "int32": "INT32", "bool": "BOOL",
               "object": "BYTES"}
 
 
-class V2Error(RuntimeError):
+class V2Error(StackError):
     def __init__(self, status: int, body: str) -> None:
         self.status, self.body = status, body
         super().__init__(f"V2 inference answered HTTP {status}: {body[:1000]}")

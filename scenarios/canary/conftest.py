@@ -3,7 +3,7 @@ trained and registered (canaries never disturb the conformance seams), and the s
 
 The split test runs first, on a service with no router history; meanwhile the runner deploys the
 first judgement canaries (and plays the scenarios marked ``beside``), so the judgement tests that
-follow start judging at once (harness/canary_scenarios.py says how the scenarios share the machine).
+follow start judging at once (harness/canary/scenarios.py says how the scenarios share the machine).
 """
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.canary_scenarios import ScenarioRunner, conformance_table, planned_scenarios, service_manifest
+from harness.canary.plan import ScenarioPlan
+from harness.canary.scenarios import ScenarioRunner, conformance_table, judge_makers, planned_scenarios
 from harness.item_order import sort_items_under
 from harness.pipeline.params import trained_version
-from harness.serving.client import IsvcClient
+from harness.serving.isvc import IsvcClient, service_from_template, storage_uri_of
 from harness.serving.storage import copy_storage
 
 CANARY_ISVC = "rc-canary"
@@ -38,7 +39,7 @@ class CanarySuite:
 @pytest.fixture(scope="session")
 def model_copies(stack, deployment):
     """make(tag) -> a storageUri holding the trained model under a new prefix (a 'new version')."""
-    source = deployment.isvc["spec"]["predictor"]["model"]["storageUri"]
+    source = storage_uri_of(deployment.isvc)
 
     def make(tag: str) -> str:
         target = f"{source.rsplit('/', 1)[0]}/{tag}/model"
@@ -49,16 +50,13 @@ def model_copies(stack, deployment):
 
 
 @pytest.fixture(scope="session")
-def judge_specs(pytestconfig) -> dict[str, str]:
-    specs = {"seed": "seed", "sequential": "sequential"}
-    user = pytestconfig.getoption("seamcheck_judge", default=None)
-    if user:
-        specs["user"] = user
-    return specs
+def judge_specs(run_settings) -> dict[str, str]:
+    """Every judge graded (name -> spec): the built-ins and --judge, validated at configure time."""
+    return dict(run_settings.judges)
 
 
 @pytest.fixture(scope="session")
-def canary_suite(request, stack, deployment, model_copies, judge_specs, tmp_path_factory,
+def canary_suite(request, stack, deployment, model_copies, judge_specs, run_settings, tmp_path_factory,
                  run_report) -> Iterator[CanarySuite]:
     """The services the session's selected canary tests need, stood up side by side once: two for
     the judgement scenarios, one for those judged beside them, and a fresh one for the split test.
@@ -76,14 +74,15 @@ def canary_suite(request, stack, deployment, model_copies, judge_specs, tmp_path
     client: IsvcClient = stack.isvc
     runner = None
     try:
-        storage_uri = deployment.isvc["spec"]["predictor"]["model"]["storageUri"]
-        for name in names:  # created together, so their replicas start side by side
-            client.create_or_patch(service_manifest(deployment.isvc, name, storage_uri))
+        storage_uri = storage_uri_of(deployment.isvc)
+        for name in names:  # created together, so their replicas start side by side (one replica per
+            client.create_or_patch(service_from_template(deployment.isvc, name, storage_uri))  # revision)
         for name in names:
             client.wait_ready(name, deadline_s=stack.config.isvc_deadline_s)
-        runner = ScenarioRunner(stack, main=main, beside=beside, make_copy=model_copies,
-                                train_version=trained_version(deployment.run), judges=judge_specs,
-                                workdir=tmp_path_factory.mktemp("canary"), plan=plan)
+        runner = ScenarioRunner(stack, ScenarioPlan(tuple(plan), tuple(main), beside), make_copy=model_copies,
+                                train_version=trained_version(deployment.run),
+                                judges=judge_makers(judge_specs, run_settings.judge_factories),
+                                workdir=tmp_path_factory.mktemp("canary"))
         runner.start()
         yield CanarySuite(runner, split)
     finally:

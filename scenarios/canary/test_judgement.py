@@ -6,7 +6,7 @@ readings to every judge. The rollout follows the acting judge (the sequential on
 graded on its own decision. After every rollback: 100% of traffic on stable, and a load window
 afterwards with zero 5xx. The judge-conformance table goes into the run's report.
 
-The scenarios are played by the session's runner (harness/canary_scenarios.py, started in
+The scenarios are played by the session's runner (harness/canary/scenarios.py, started in
 conftest.py): each test names its scenario with a ``canary_scenario`` mark, and the runner plays
 the session's scenarios in the order their tests run, deploying each canary ahead.
 """
@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import pytest
 
-from harness.canary_scenarios import Scenario
+from harness.canary.scenarios import CanaryScenario
 from harness.faults.models import FaultSpec
 from harness.judges.base import Decision
-from harness.services.prometheus import SCRAPE_INTERVAL
+from harness.local.services.prometheus import SCRAPE_INTERVAL
 
 pytestmark = [pytest.mark.canary, pytest.mark.stack]
 
 NOT_PROMOTE = {Decision.ROLLBACK, Decision.INCONCLUSIVE}
 
 
-def _marks(scenario: Scenario) -> list:
+def _marks(scenario: CanaryScenario) -> list:
     return [pytest.mark.canary_scenario(scenario)] + ([pytest.mark.slow] if scenario.nightly else [])
 
 
@@ -34,16 +34,16 @@ def _marks(scenario: Scenario) -> list:
 # seconds, so it goes last: the canary after it would not have finished deploying. Too little
 # traffic (1 req/s) is judged beside the others, on a service of its own.
 SCENARIOS = [
-    Scenario("healthy", None, frozenset({Decision.PROMOTE})),
-    Scenario("tail-latency", FaultSpec.tail_latency(0.05, 1.0), frozenset({Decision.ROLLBACK}), nightly=True),
-    Scenario("too-little-traffic", None, frozenset({Decision.INCONCLUSIVE}), rps=1.0, nightly=True, beside=True,
+    CanaryScenario("healthy", None, frozenset({Decision.PROMOTE})),
+    CanaryScenario("tail-latency", FaultSpec.tail_latency(0.05, 1.0), frozenset({Decision.ROLLBACK}), nightly=True),
+    CanaryScenario("too-little-traffic", None, frozenset({Decision.INCONCLUSIVE}), rps=1.0, nightly=True, beside=True,
              known_wrong={"seed": "the seed keeps insufficient-traffic checks in the denominator, so a canary "
                                   "nobody measured is rolled back instead of reported inconclusive"}),
-    Scenario("prometheus-stopped", None, frozenset(NOT_PROMOTE), during="stop-prometheus", nightly=True),
-    Scenario("canary-killed", None, frozenset({Decision.ROLLBACK}), during="kill-canary",
+    CanaryScenario("prometheus-stopped", None, frozenset(NOT_PROMOTE), during="stop-prometheus", nightly=True),
+    CanaryScenario("canary-killed", None, frozenset({Decision.ROLLBACK}), during="kill-canary",
              known_wrong={"seed": "the seed reads a query with no data as 0 and pools revisions: a dead canary "
                                   "looks healthy"}),
-    Scenario("errors-10pct", FaultSpec.error(0.10), frozenset({Decision.ROLLBACK})),
+    CanaryScenario("errors-10pct", FaultSpec.error(0.10), frozenset({Decision.ROLLBACK})),
 ]
 
 
@@ -57,10 +57,10 @@ def _judge_cases():
 
 
 @pytest.mark.parametrize(("scenario", "judge"), list(_judge_cases()))
-def test_judge_decides_right(runner, scenario: Scenario, judge: str, seam) -> None:
+def test_judge_decides_right(runner, scenario: CanaryScenario, judge: str, seam) -> None:
     outcome = runner.run(scenario)
     verdict = outcome.verdicts[judge]
-    with seam.check(f"judge:{judge}:{scenario.name}",
+    with seam.check("judge-decides", case=f"{scenario.name}-{judge}", description=
                     f"the {judge} judge decides {'/'.join(sorted(d.value for d in scenario.expect))}",
                     known_wrong=scenario.known_wrong.get(judge, "")) as ev:
         ev.update(decision=verdict["decision"], seconds_to_decision=outcome.decided_at[judge],
@@ -71,10 +71,10 @@ def test_judge_decides_right(runner, scenario: Scenario, judge: str, seam) -> No
 
 @pytest.mark.parametrize("scenario", [pytest.param(s, id=s.name, marks=_marks(s))
                                       for s in SCENARIOS if s.name != "healthy"])
-def test_rollback_restores_stable(runner, scenario: Scenario, seam) -> None:
+def test_rollback_restores_stable(runner, scenario: CanaryScenario, seam) -> None:
     outcome = runner.run(scenario)
-    with seam.check(f"rollback:{scenario.name}", "after the rollback: 100% of traffic on stable and a load "
-                                                 "window with zero 5xx") as ev:
+    with seam.check("rollback-settles", "after the rollback: 100% of traffic on stable and a load window with "
+                                        "zero 5xx", case=scenario.name) as ev:
         ev.update(action=outcome.action, split_after=outcome.split_after, post_window=outcome.post_window)
         assert outcome.action == "rollback"
         assert outcome.split_after.get(outcome.stable) == 100, outcome.split_after
@@ -85,7 +85,7 @@ def test_rollback_restores_stable(runner, scenario: Scenario, seam) -> None:
 @pytest.mark.canary_scenario(SCENARIOS[0])
 def test_healthy_canary_is_promoted(runner, seam) -> None:
     outcome = runner.run(SCENARIOS[0])
-    with seam.check("promote:healthy", "the acting judge promotes a healthy canary: 100% on it") as ev:
+    with seam.check("promotion", "the acting judge promotes a healthy canary: 100% on it", case="healthy") as ev:
         ev.update(action=outcome.action, split_after=outcome.split_after, post_window=outcome.post_window)
         assert outcome.action == "promote"
         assert outcome.split_after == {outcome.canary: 100}
@@ -104,7 +104,7 @@ def _slack(peak_per_s: int) -> float:
 
 @pytest.mark.parametrize("scenario", [pytest.param(s, id=s.name, marks=_marks(s)) for s in SCENARIOS
                                       if not s.during])  # faults restart Prometheus or replicas mid-load
-def test_dialect_queries_match_the_load(runner, scenario: Scenario, seam) -> None:
+def test_dialect_queries_match_the_load(runner, scenario: CanaryScenario, seam) -> None:
     """The local dialect's queries (what the judges read), run against the live Prometheus over the
     whole load, give each revision's requests, 5xx and slow requests as Locust recorded them
     through the router: canary and stable apart, nothing pooled, nothing lost."""
@@ -113,8 +113,8 @@ def test_dialect_queries_match_the_load(runner, scenario: Scenario, seam) -> Non
                     "the judgement scenarios read the split per revision from Prometheus instead")
     outcome = runner.run(scenario)
     counts = outcome.metric_counts
-    with seam.check(f"dialect-counts:{scenario.name}", "the dialect's request, 5xx and slow-request counts per "
-                                                       "revision match Locust's over the whole load") as ev:
+    with seam.check("dialect-counts", "the dialect's request, 5xx and slow-request counts per revision match "
+                                      "Locust's over the whole load", case=scenario.name) as ev:
         ev.update(counts)
         for revision in (outcome.canary, outcome.stable):
             prom, locust = counts["revisions"][revision]["prometheus"], counts["revisions"][revision]["locust"]

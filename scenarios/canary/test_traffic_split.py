@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from harness.local.haproxy import SERVED_BY_HEADER, backend_name, revision_of
 from harness.pipeline.dataset import holdout_rows
+from harness.serving.rollout import promote, rollback, split_of, start_canary
 from harness.serving.v2 import v2_request
-from harness.traffic.haproxy import SERVED_BY_HEADER, backend_name, revision_of
-from harness.traffic.rollout import promote, rollback, split_of, start_canary
 
 pytestmark = [pytest.mark.canary, pytest.mark.stack]
 
@@ -45,7 +45,7 @@ def test_canary_percent_promote_and_rollback_at_the_router(stack, canary_service
                     "judgement scenarios read the split per revision from Prometheus instead")
     client = stack.isvc
     deadline = stack.config.isvc_deadline_s
-    with seam.check("canary-split", f"canaryTrafficPercent 30 sends 30% (+-5) of {REQUESTS} requests to the "
+    with seam.check("split", f"canaryTrafficPercent 30 sends 30% (+-5) of {REQUESTS} requests to the "
                                     "new revision, the rest to the rolled-out one") as ev:
         state = start_canary(client, canary_service, model_copies("split-v2"), 30, deadline_s=deadline)
         backend = backend_name(stack.namespace, canary_service)
@@ -57,7 +57,7 @@ def test_canary_percent_promote_and_rollback_at_the_router(stack, canary_service
                   router_before=router_before, router_after=stack.router.server_stats(backend))
         assert set(counts) <= {state.canary, state.stable}, counts
         assert abs(share - 30) <= 5, share
-    with seam.check("canary-promote", "removing canaryTrafficPercent sends 100% to the new revision and makes "
+    with seam.check("split-promote", "removing canaryTrafficPercent sends 100% to the new revision and makes "
                                       "it the latest rolled-out revision") as ev:
         isvc = promote(client, canary_service, state, deadline_s=deadline)
         counts = _served_by(stack, canary_service, 200)
@@ -68,7 +68,7 @@ def test_canary_percent_promote_and_rollback_at_the_router(stack, canary_service
         assert counts == Counter({state.canary: 200})
         assert comp["latestRolledoutRevision"] == state.canary
         assert comp["previousRolledoutRevision"] == state.stable
-    with seam.check("canary-rollback", "canaryTrafficPercent 0 on a new canary sends 100% back to the "
+    with seam.check("split-rollback", "canaryTrafficPercent 0 on a new canary sends 100% back to the "
                                        "rolled-out revision") as ev:
         second = start_canary(client, canary_service, model_copies("split-v3"), 40, deadline_s=deadline)
         assert second.stable == state.canary

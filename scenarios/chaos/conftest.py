@@ -1,6 +1,6 @@
 """Order and overlap of the chaos suite's tests.
 
-The experiments marked ``chaos_side_by_side`` run in the background (fixtures/chaos.py:
+The experiments marked ``chaos_side_by_side`` run in the background (harness/fixtures/chaos.py:
 SideBySide) from the first test here that needs the stack. So that they overlap the tests that
 share nothing with them, this suite's tests run in three groups (each keeps its own order):
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.chaos import planned_side_by_side
+from harness.fixtures.chaos import planned_side_by_side
 from harness.item_order import sort_items_under
 
 HERE = Path(__file__).parent

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from harness.chaos.runner import EXPERIMENTS_DIR, run_experiment_file
-from harness.faults.network import netns_available
+from harness.local.netns import netns_available
 
 pytestmark = [pytest.mark.chaos, pytest.mark.stack]
 
@@ -30,7 +30,7 @@ def test_out_of_bounds_refused_and_rollbacks_run(chaos_control, journal_dir, sea
     try:
         journal = run_experiment_file(EXPERIMENTS_DIR / "selftest" / "rollbacks-after-failed-method.json",
                                       journal_path=journal_dir / "selftest-rollbacks-after-failed-method.json")
-        with seam.check("chaos-blast-radius", "out-of-bounds actions refused; host rules and foreign processes "
+        with seam.check("blast-radius", "out-of-bounds actions refused; host rules and foreign processes "
                                               "untouched; rollbacks run after a failed method") as ev:
             kill = journal.activity("kill-a-service-the-harness-did-not-create")
             stop = journal.activity("stop-a-component-the-harness-does-not-own")

@@ -5,9 +5,9 @@ import subprocess
 
 import pytest
 
-from fixtures.chaos import mlflow_runs_and_versions
 from harness.chaos.runner import run_scenario
-from harness.faults.network import netns_available
+from harness.fixtures.chaos import mlflow_runs_and_versions
+from harness.local.netns import netns_available
 
 pytestmark = [pytest.mark.chaos, pytest.mark.stack]
 
@@ -26,7 +26,7 @@ def test_pipeline_cannot_reach_mlflow(chaos_control, journal_dir, mode: str, sea
     assert f"-j {mode}" in cut["rule"] and any(f"-j {mode}" in r for r in cut["rules"]), cut
 
     swallow = journal.output("swallowing-component-run")
-    with seam.check(f"netns-{mode.lower()}-swallowing-component",
+    with seam.check("netns-swallowing-component", case=mode.lower(), description=
                     "a component that swallows the logging error: pipeline green, MLflow run missing") as ev:
         ev.update(state=swallow["state"], mlflow=swallow["mlflow"], log=swallow["log_excerpt"][-3:])
         assert swallow["cross_system"] == "pipeline green, MLflow run missing", swallow["cross_system"]
@@ -35,7 +35,7 @@ def test_pipeline_cannot_reach_mlflow(chaos_control, journal_dir, mode: str, sea
 
     fixed = journal.output("fixed-component-run")
     expected = "Connection refused" if mode == "REJECT" else "timed out"
-    with seam.check(f"netns-{mode.lower()}-fixed-component",
+    with seam.check("netns-fixed-component", case=mode.lower(), description=
                     "the fixed component (bounded retries) turns the pipeline red with the ConnectionError") as ev:
         ev.update(state=fixed["state"], error=fixed["error"][-600:], seconds=fixed["seconds"], mlflow=fixed["mlflow"])
         assert fixed["state"] == "FAILED", fixed["state"]
@@ -45,7 +45,7 @@ def test_pipeline_cannot_reach_mlflow(chaos_control, journal_dir, mode: str, sea
     retry = journal.output("retry-after-lift")
     assert journal.output("lift-the-cut")["rules"] == [], "the rule is still there after the lift"
     # Independent evidence: the harness's own MLflow client, not the experiment's probes.
-    with seam.check(f"netns-{mode.lower()}-retry-after-lift",
+    with seam.check("netns-retry-after-lift", case=mode.lower(), description=
                     "after the fault is lifted a retry succeeds; exactly one run and one model version") as ev:
         runs, versions = mlflow_runs_and_versions(chaos_control.profile.tracking_uri,
                                                   retry["params"]["mlflow_experiment"], retry["params"]["model_name"])

@@ -7,7 +7,7 @@ what the experiment's probes saw; the Locust event log, the API server's status 
 own client and the emulation's event record are the independent evidence.
 
 The selected cases run side by side (two at a time, each with Chaos Toolkit's own `chaos run`, on a
-service of its own) together with the session's other such runs (fixtures/chaos.py: SideBySide).
+service of its own) together with the session's other such runs (harness/fixtures/chaos.py: SideBySide).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from harness.chaos.runner import Journal
 from harness.load import RequestEvent, read_events
-from harness.traffic.haproxy import revision_of
+from harness.local.haproxy import revision_of
 
 pytestmark = [pytest.mark.chaos, pytest.mark.stack]
 
@@ -64,7 +64,7 @@ CASES = [
 
 
 @dataclass
-class Outcome:
+class RollbackOutcome:
     case: Case
     journal: Journal
     events: list[RequestEvent]  # every request of the load, from Locust's own event log
@@ -87,25 +87,25 @@ def _marks(case: Case) -> list:
 
 
 @pytest.fixture(scope="module", params=[pytest.param(c, id=c.id, marks=_marks(c)) for c in CASES])
-def outcome(request, side_by_side, chaos_control) -> Outcome:
+def outcome(request, side_by_side, chaos_control) -> RollbackOutcome:
     case: Case = request.param
     journal = side_by_side.journal(case.key)
     _meta, events, _end = read_events(Path(journal.output("load-during-rollback")["events"]))
     own_events = [e for e in chaos_control.profile.emulation.events() if e["name"] == case.service]
-    return Outcome(case, journal, events, own_events)
+    return RollbackOutcome(case, journal, events, own_events)
 
 
-def test_experiment_completes(outcome: Outcome) -> None:
+def test_experiment_completes(outcome: RollbackOutcome) -> None:
     journal = outcome.journal
     assert journal["status"] == "completed" and not journal["deviated"], journal.failures()
     assert journal.activity("delete-service", phase="rollbacks")["status"] == "succeeded", journal.failures()
 
 
-def test_previous_revision_was_scaled_to_zero_before_the_rollback(outcome: Outcome, seam) -> None:
+def test_previous_revision_was_scaled_to_zero_before_the_rollback(outcome: RollbackOutcome, seam) -> None:
     scaled = outcome.journal.output("previous-scaled-to-zero")
     before = outcome.journal.output("status-before-rollback")
     reasons = [(e["reason"], e["message"]) for e in outcome.emulation_events]
-    with seam.check(f"rollback-precondition-{outcome.case.id}",
+    with seam.check("rollback-precondition", case=outcome.case.id, description=
                     "after the promotion the previous (slow) revision is unreferenced and scaled to zero, "
                     "whatever its minReplicas") as ev:
         ev.update(scaled=scaled, split=before["split"], previous=before["previous_rolled_out"],
@@ -120,7 +120,7 @@ def _failed(events: list[RequestEvent]) -> list[RequestEvent]:
     return [e for e in events if not e.ok]
 
 
-def test_rollback_outcome_under_load(outcome: Outcome, seam, request) -> None:
+def test_rollback_outcome_under_load(outcome: RollbackOutcome, seam, request) -> None:
     case, settled = outcome.case, outcome.journal.output("rollback-settled")
     rolled = outcome.journal.output("roll-back")
     events, failed = outcome.events, _failed(outcome.events)
@@ -153,8 +153,8 @@ def test_rollback_outcome_under_load(outcome: Outcome, seam, request) -> None:
         return
     if case.known_wrong:
         request.applymarker(pytest.mark.xfail(strict=True, reason=f"seed claim wrong: {case.known_wrong}"))
-    with seam.check(f"rollback-fix-{case.id}", f"fix {case.id!r}: the rollback restores service with zero failed "
-                                              "requests under load", known_wrong=case.known_wrong) as ev:
+    with seam.check("rollback-fix", f"fix {case.id!r}: the rollback restores service with zero failed requests "
+                                    "under load", case=case.id, known_wrong=case.known_wrong) as ev:
         ev.update(summary)
         assert settled["outcome"] == "serving", summary
         assert not failed, summary
@@ -171,7 +171,7 @@ def test_rollback_outcome_under_load(outcome: Outcome, seam, request) -> None:
             assert set(served_after) <= {rolled["from_revision"], target} and target in served_after, summary
 
 
-def test_service_and_setting_are_gone_after_the_experiment(outcome: Outcome, chaos_control) -> None:
+def test_service_and_setting_are_gone_after_the_experiment(outcome: RollbackOutcome, chaos_control) -> None:
     emulation = chaos_control.profile.emulation
     names = [obj["metadata"]["name"] for obj in emulation.list(chaos_control.profile.namespace)]
     assert outcome.case.service not in names, names

@@ -8,7 +8,7 @@ import pytest
 
 from harness.chaos.runner import EXPERIMENTS_DIR, Journal, run_experiment_file
 from harness.load import read_events
-from harness.traffic.haproxy import revision_of
+from harness.local.haproxy import revision_of
 
 pytestmark = [pytest.mark.chaos, pytest.mark.stack]
 

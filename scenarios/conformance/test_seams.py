@@ -5,7 +5,6 @@ between KFP, MLflow, KServe and Prometheus is checked against the real component
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 import time
@@ -13,16 +12,20 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from fixtures.pipeline import EXPERIMENT, MODEL_NAME
-from harness.canary_scenarios import service_manifest
 from harness.faults.models import FaultSpec, log_faulty_model
 from harness.metrics.dialects import DIALECTS, render
 from harness.metrics.prometheus import wait_for_scalar
 from harness.pipeline.compile import inspect_compiled
 from harness.pipeline.dataset import holdout_rows, make_dataset
-from harness.pipeline.params import trained_version
+from harness.pipeline.params import EXPERIMENT, MODEL_NAME, trained_version
 from harness.seams import ServedRevision, metric_mismatches, mlmodel_run_id, served_run_problems
-from harness.serving.client import IsvcFailed, IsvcWaitTimeout, predictor_status
+from harness.serving.isvc import (
+    IsvcFailed,
+    IsvcWaitTimeout,
+    predictor_status,
+    service_from_template,
+    storage_uri_of,
+)
 from harness.serving.storage import list_storage
 from harness.serving.v2 import infer, v2_outputs
 
@@ -65,7 +68,7 @@ def test_compiled_pipeline_keeps_resources_and_parameters(compiled_pipeline, sta
         assert train["cpu_limit"] == 4.0, train
         assert train["memory_limit_bytes"] == 16 * 2**30, train  # 16Gi
         assert "mlflow_tracking_uri" in info["parameters"]
-        assert info["sdkVersion"] == f"kfp-{stack.row.role('pipeline').pins[0].split('==')[1]}", info["sdkVersion"]
+        assert info["sdkVersion"] == f"kfp-{stack.row.role('pipeline').pin_version('kfp')}", info["sdkVersion"]
         assert any("passed" in c["expression"] for c in info["conditions"]), info["conditions"]
 
 
@@ -130,7 +133,7 @@ def test_registered_version_comes_from_that_run(train_outputs, mlflow_client, se
 
 def test_storage_uri_resolves_to_a_model_directory(deployment, train_outputs, mlflow_client, stack, seam) -> None:
     with seam.check("storage-uri-holds-mlmodel", "storageUri = artifact_uri + /model and it holds MLmodel") as ev:
-        storage_uri = deployment.isvc["spec"]["predictor"]["model"]["storageUri"]
+        storage_uri = storage_uri_of(deployment.isvc)
         artifact_uri = mlflow_client.get_run(_run_id(train_outputs)).info.artifact_uri
         files = list_storage(storage_uri, stack.client_env())
         ev.update(storage_uri=storage_uri, artifact_uri=artifact_uri, files=files)
@@ -184,7 +187,7 @@ def test_served_revision_check_names_both_runs_when_they_differ(deployment, trai
                                  registered_model_name=f"{MODEL_NAME}-other-run", tracking_uri=stack.tracking_uri,
                                  env=stack.client_env())
         name = f"{deployment.name}-mislabelled"
-        manifest = service_manifest(deployment.isvc, name, other.artifact_uri)
+        manifest = service_from_template(deployment.isvc, name, other.artifact_uri)
         assert manifest["metadata"]["labels"]["mlflow-run-id"] == run_id  # the label still says run A
         stack.isvc.create_or_patch(manifest)
         try:
@@ -239,16 +242,9 @@ def test_broken_storage_uri_fails_with_mlflows_own_message(deployment, stack, se
     with seam.check("broken-seam-detected", "storageUri without /model fails the revision (status "
                                             "ModelLoadFailed) with MLflow's own missing-MLmodel error, not a "
                                             "timeout") as ev:
-        broken = copy.deepcopy(deployment.isvc)
         name = f"{deployment.name}-broken"
-        broken["metadata"] = {"name": name, "namespace": deployment.isvc["metadata"]["namespace"],
-                              "labels": deployment.isvc["metadata"].get("labels", {}),
-                              "annotations": deployment.isvc["metadata"].get("annotations", {})}
-        broken.pop("status", None)
-        uri = broken["spec"]["predictor"]["model"]["storageUri"]
-        broken["spec"]["predictor"]["model"]["storageUri"] = uri[: -len("/model")]
-        broken["spec"]["predictor"]["minReplicas"] = 1
-        ev["storage_uri"] = broken["spec"]["predictor"]["model"]["storageUri"]
+        broken = service_from_template(deployment.isvc, name, storage_uri_of(deployment.isvc)[: -len("/model")])
+        ev["storage_uri"] = storage_uri_of(broken)
         started = time.monotonic()
         stack.isvc.create_or_patch(broken)
         try:

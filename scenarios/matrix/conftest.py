@@ -14,24 +14,24 @@ from typing import Any
 
 import pytest
 
-from fixtures.stack import progress_printer
 from harness.matrix import MATRIX_CHECKS, UPGRADE_CHECKS, Matrix
 from harness.matrixcheck.lab import MatrixLab
 from harness.matrixcheck.outcome import Cell
-from harness.plugin import MATRIX_KEY, MATRIX_ROWS_KEY, REPORT_KEY, STACK_CONFIG_KEY
+from harness.report.summary import MATRIX_CELL_PROPERTY
+from harness.settings import REPORT_KEY, SETTINGS_KEY
+from harness.terminal import progress_printer
 
 
 def _rows(config: pytest.Config) -> list[Any]:
-    matrix: Matrix = config.stash[MATRIX_KEY]
-    named = config.stash.get(MATRIX_ROWS_KEY, None)
-    return matrix.select(named) if named else list(matrix.rows.values())
+    settings = config.stash[SETTINGS_KEY]
+    return list(settings.rows) if settings.rows is not None else list(settings.matrix.rows.values())
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
-    if MATRIX_KEY not in config.stash:
+    if SETTINGS_KEY not in config.stash:
         return
-    matrix: Matrix = config.stash[MATRIX_KEY]
+    matrix: Matrix = config.stash[SETTINGS_KEY].matrix
     rows = _rows(config)
     if "row_check" in metafunc.fixturenames:
         params = []
@@ -63,8 +63,8 @@ def _planned(session: pytest.Session, matrix: Matrix) -> tuple[list[Any], list[A
 @pytest.fixture(scope="session")
 def matrix_lab(request: pytest.FixtureRequest) -> Iterator[MatrixLab]:
     config = request.config
-    matrix: Matrix = config.stash[MATRIX_KEY]
-    stack_config = config.stash[STACK_CONFIG_KEY]
+    matrix: Matrix = config.stash[SETTINGS_KEY].matrix
+    stack_config = config.stash[SETTINGS_KEY].stack
     rows, pairs = _planned(request.session, matrix)
     lab = MatrixLab(matrix, rows, pairs, cache=stack_config.env_cache, progress=progress_printer(config),
                     keep=stack_config.keep_stack)
@@ -72,19 +72,15 @@ def matrix_lab(request: pytest.FixtureRequest) -> Iterator[MatrixLab]:
     try:
         yield lab
     finally:
-        report = config.stash.get(REPORT_KEY, None)
-        if report is not None:
-            report.timings.update({f"matrix_{k}": v for k, v in lab.timings.items()})
+        config.stash[REPORT_KEY].timings.update({f"matrix_{k}": v for k, v in lab.timings.items()})
         lab.close()
         atexit.unregister(lab.close)
 
 
 @pytest.fixture
-def record_cell(pytestconfig: pytest.Config) -> Callable[[Cell], None]:
-    report = pytestconfig.stash.get(REPORT_KEY, None)
-
+def record_cell(request: pytest.FixtureRequest) -> Callable[[Cell], None]:
+    """Add a cell to the matrix table: it travels with the test's report (xdist included)."""
     def record(cell: Cell) -> None:
-        if report is not None:
-            report.matrix_cells.append(cell)
+        request.node.user_properties.append((MATRIX_CELL_PROPERTY, cell.as_dict()))
 
     return record

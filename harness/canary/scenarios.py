@@ -1,0 +1,343 @@
+"""Canary scenarios under real Locust load, and the runner that plays them against a stack.
+
+A scenario deploys a real canary revision (a registered MLflow model, faulty or not) at
+CANARY_PERCENT of a service's traffic, drives Locust through the router, feeds the same Prometheus
+readings (and the router's own counts) to every judge, acts on the acting judge's decision
+(promote, or roll back: never promote on missing evidence) and measures a load window afterwards.
+
+The runner executes a ``ScenarioPlan`` (plan.py: which service each scenario runs on, what is made
+and deployed ahead of it, what waits for what) with its pools: models are made one at a time,
+canaries deployed one at a time (two cold starts at once on two cores slow every judgement), the
+beside scenarios judged in a pool of their own, and the dialect counts read in the background.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.canary.observe import RevisionQueries, observe_and_judge, read_revision
+from harness.canary.plan import CanaryScenario, ScenarioPlan
+from harness.faults.models import log_faulty_model
+from harness.judges.base import Decision, Judge, JudgeConfig
+from harness.judges.external import BUILTIN_JUDGES, GuardedJudge, load_judge
+from harness.load import LoadResult, start_load
+from harness.local.haproxy import revision_of
+from harness.pipeline.dataset import holdout_rows
+from harness.pipeline.params import MODEL_NAME
+from harness.profiles.base import Profile
+from harness.serving.rollout import CanaryState, promote, rollback, split_of, start_canary
+
+__all__ = ["ACTING_JUDGE", "CANARY_PERCENT", "CONFIG", "INTERVAL_S", "OBSERVATION_S", "TARGET_RPS", "CanaryScenario",
+           "ScenarioOutcome", "ScenarioRunner", "conformance_table", "judge_makers", "planned_scenarios"]
+
+CANARY_PERCENT = 50
+TARGET_RPS = 70.0  # total, through the router: a clean canary at 50% needs ~1100 requests to promote
+USERS = 10
+INTERVAL_S = 3.0
+OBSERVATION_S = 45.0  # the seed's 15 min / 60 s, scaled to 15 checks of 3 s
+POST_ROLLBACK_S = 3.0  # ~200 requests at 70 req/s, all of which must avoid a 5xx
+FIRST_REQUEST_DEADLINE_S = 30.0  # Locust's start (imports, parquet) until its first request is logged
+SCRAPE_SETTLE_S = 2.5  # two of Prometheus' 1 s scrapes after the load stopped: its last requests are in
+ACTING_JUDGE = "sequential"
+
+# The seed's thresholds, its timings scaled for CI; every judge reads the same 3 s windows.
+CONFIG = JudgeConfig(observation_s=OBSERVATION_S, interval_s=INTERVAL_S)
+
+
+def judge_makers(specs: Mapping[str, str], factories: Mapping[str, Callable[[JudgeConfig], Judge]]
+                 ) -> dict[str, Callable[[], Judge]]:
+    """A fresh judge per scenario for each graded judge (name -> spec): a name a plugin registered
+    (pytest_seamcheck_judges) through its factory, guarded like a user's judge (its failures never
+    promote); any other spec through load_judge (built-ins, module:callable, cmd:...)."""
+    makers: dict[str, Callable[[], Judge]] = {}
+    for name, spec in specs.items():
+        if spec in factories and spec not in BUILTIN_JUDGES:
+            makers[name] = lambda f=factories[spec], s=spec: GuardedJudge(f(CONFIG), s)
+        else:
+            makers[name] = lambda s=spec: load_judge(s, CONFIG)
+    return makers
+
+
+def planned_scenarios(items: list) -> list[CanaryScenario]:
+    """The scenarios the session's selected tests name (``canary_scenario(scenario)`` marks), in the
+    order the tests run: what the runner prepares ahead, and never a canary no test asks for."""
+    plan: list[CanaryScenario] = []
+    for item in items:
+        for marker in item.iter_markers("canary_scenario"):
+            scenario = marker.args[0]
+            if scenario not in plan:
+                plan.append(scenario)
+    return plan
+
+
+@dataclass
+class ScenarioOutcome:
+    scenario: CanaryScenario
+    service: str
+    canary: str
+    stable: str
+    verdicts: dict[str, Any]
+    decided_at: dict[str, float]
+    action: str
+    split_after: dict[str, int]
+    post_window: dict[str, Any]
+    load_totals: dict[str, Any]
+    readings: list[dict]
+    phases_s: dict[str, float] = field(default_factory=dict)  # where the scenario's wall time went
+    # the dialect's queries over the whole load beside Locust's own counts, per revision: counted in
+    # the background (they wait for Prometheus' last scrapes), off the next scenario's path
+    counting: Future | None = None
+
+    @property
+    def metric_counts(self) -> dict[str, Any]:
+        return self.counting.result(timeout=120) if self.counting is not None else {}
+
+
+class ScenarioRunner:
+    """Plays the session's plan: ``main`` services (two: scenarios alternate), ``beside`` (one, or
+    None when the plan has no beside scenario). Call `start` once the services are up; `run`
+    returns a scenario's outcome (playing it, or waiting for it when it runs beside); `close`
+    stops whatever still runs."""
+
+    def __init__(self, stack: Profile, plan: ScenarioPlan, *, make_copy: Callable[[str], str], train_version: str,
+                 judges: Mapping[str, Callable[[], Judge]], workdir: Path) -> None:
+        self.stack, self.plan, self.make_copy = stack, plan, make_copy
+        self.train_version, self.judges, self.workdir = train_version, judges, workdir
+        self.outcomes: dict[str, ScenarioOutcome] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-model")
+        self._deploy_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-deploy")
+        self._beside_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-beside")
+        self._count_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-counts")
+        self._prepared: dict[str, Future] = {}
+        self._deploys: dict[str, Future] = {}
+        self._beside_runs: dict[str, Future] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.rows_path = workdir / "rows.parquet"
+        holdout_rows(200).to_parquet(self.rows_path)
+
+    # -- preparation, ahead of the scenarios ------------------------------------------------
+    def _storage_uri(self, scenario: CanaryScenario) -> str:
+        if scenario.fault is None:
+            return self.make_copy(f"canary-{scenario.name}")
+        info = log_faulty_model(self.stack.envs["pipeline"].python, scenario.fault,
+                                base_model_uri=f"models:/{MODEL_NAME}/{self.train_version}",
+                                registered_model_name=f"rc-canary-{scenario.name}",
+                                tracking_uri=self.stack.tracking_uri, env=self.stack.client_env())
+        return info.artifact_uri
+
+    def _prepare(self, scenario: CanaryScenario) -> Future:
+        """The canary's model, made in the background (one at a time): logging a faulty model is an
+        MLflow subprocess of several seconds, which the next scenario need not wait for."""
+        with self._lock:
+            if scenario.name not in self._prepared:
+                self._prepared[scenario.name] = self._pool.submit(self._storage_uri, scenario)
+            return self._prepared[scenario.name]
+
+    def service_for(self, scenario: CanaryScenario) -> str:
+        return self.plan.service_for(scenario)
+
+    def _deploy(self, scenario: CanaryScenario) -> tuple[CanaryState, float]:
+        storage_uri = self._prepare(scenario).result(timeout=self.stack.config.isvc_deadline_s)
+        started = time.monotonic()
+        state = start_canary(self.stack.isvc, self.service_for(scenario), storage_uri, CANARY_PERCENT,
+                             deadline_s=self.stack.config.isvc_deadline_s)
+        return state, time.monotonic() - started
+
+    def _deploy_ahead(self, scenario: CanaryScenario) -> Future:
+        """The scenario's canary revision at CANARY_PERCENT on its service, in the background (one
+        at a time: two cold starts at once on two cores slow every judgement's latency)."""
+        with self._lock:
+            if scenario.name not in self._deploys:
+                self._deploys[scenario.name] = self._deploy_pool.submit(self._deploy, scenario)
+            return self._deploys[scenario.name]
+
+    def start(self) -> None:
+        """Deploy what the plan deploys at once, and start the beside scenarios (each waits for its
+        canary): the session's other tests run meanwhile."""
+        for scenario in self.plan.deploy_at_start():
+            self._deploy_ahead(scenario)
+        for scenario in self.plan.beside:
+            self._play_beside(scenario)
+
+    def _play_beside(self, scenario: CanaryScenario) -> Future:
+        """The beside scenario played in the background (once), its canary deployed ahead."""
+        self._deploy_ahead(scenario)  # takes the lock itself: not under it
+        with self._lock:
+            if scenario.name not in self._beside_runs:
+                self._beside_runs[scenario.name] = self._beside_pool.submit(self._play, scenario)
+            return self._beside_runs[scenario.name]
+
+    def close(self) -> None:
+        """Stop a beside scenario still observing (its load is killed) and wait for the pools."""
+        self._stop.set()
+        self._deploy_pool.shutdown(wait=False, cancel_futures=True)  # a beside run waiting on one ends
+        wait_for(list(self._beside_runs.values()), timeout=OBSERVATION_S + 60)
+        # A deploy still under way is not waited for: the stack's teardown, next, ends its wait.
+        for pool in (self._beside_pool, self._deploy_pool, self._pool, self._count_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- playing a scenario ---------------------------------------------------------------------
+    def run(self, scenario: CanaryScenario) -> ScenarioOutcome:
+        if scenario.name in self.outcomes:
+            return self.outcomes[scenario.name]
+        if scenario.beside:  # started by `start` when planned; played beside now otherwise
+            running = self._play_beside(scenario)
+            return running.result(timeout=2 * self.stack.config.isvc_deadline_s + OBSERVATION_S + 120)
+        if self.plan.waits_for_beside(scenario):  # no beside judgement may read a stopped Prometheus
+            wait_for(list(self._beside_runs.values()), timeout=2 * self.stack.config.isvc_deadline_s + OBSERVATION_S)
+        return self._play(scenario)
+
+    def _play(self, scenario: CanaryScenario) -> ScenarioOutcome:
+        stack, client = self.stack, self.stack.isvc
+        deadline = stack.config.isvc_deadline_s
+        phases: dict[str, float] = {}
+        clock = time.monotonic()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.monotonic()
+            phases[name] = round(now - clock, 1)
+            clock = now
+
+        service = self.service_for(scenario)
+        deploying = self._deploy_ahead(scenario)  # already under way unless nothing started it
+        following = self.plan.following(scenario)
+        if following is not None:
+            self._prepare(following)  # its model, while this scenario runs
+        users = USERS if scenario.rps >= USERS else 1
+        # Locust starts (a few seconds of imports) while the canary revision comes up, if it is not
+        # up yet; until the split is set its requests go to the stable, which no judge counts.
+        load = start_load(stack.inference_base_url(service), service, self.rows_path, users=users,
+                          spawn_rate=users, duration_s=OBSERVATION_S + deadline + 60, target_rps=scenario.rps,
+                          out_dir=self.workdir / scenario.name)
+        stop_fault = threading.Event()
+        fault_thread = None
+        try:
+            state, deploy_s = deploying.result(timeout=2 * deadline)
+            lap("deploy-wait")
+            phases["deploy-took"] = round(deploy_s, 1)
+            ahead = self.plan.deploy_during(scenario)
+            if ahead is not None:
+                self._deploy_ahead(ahead)  # on the other service, during this judgement
+            load.wait_for_first_request(FIRST_REQUEST_DEADLINE_S)
+            lap("first-request")
+            judges = {name: make() for name, make in self.judges.items()}
+            if scenario.during:
+                fault_thread = threading.Thread(target=self._fault, args=(scenario.during, service, state.canary,
+                                                                          stop_fault), daemon=True)
+                fault_thread.start()
+            judgement = observe_and_judge(
+                judges, prometheus_url=stack.prometheus_url, dialect=stack.metric_dialect,
+                canary=RevisionQueries(service, state.canary), stable=RevisionQueries(service, state.stable),
+                interval_s=INTERVAL_S, deadline_s=OBSERVATION_S, stop=self._stop,
+                latency_limit_s=CONFIG.p99_threshold_s, router_counts=stack.router_counts(service))
+        except BaseException:
+            load.kill()
+            raise
+        finally:
+            stop_fault.set()
+            if fault_thread is not None:
+                fault_thread.join(timeout=30)
+            if scenario.during == "stop-prometheus":
+                stack.fault_restore_prometheus()
+        lap("judgement")
+        acting = judgement.records[ACTING_JUDGE].verdict
+        try:
+            if acting is not None and acting.decision is Decision.PROMOTE:
+                isvc, action = promote(client, service, state, deadline_s=deadline), "promote"
+            else:  # rollback, inconclusive, or no verdict: never promote on missing evidence
+                isvc, action = rollback(client, service, state, deadline_s=deadline), "rollback"
+            lap(action)
+            settled = time.time() + 1.0  # the router's weights follow the status within a reconcile
+            time.sleep(1.0 + POST_ROLLBACK_S)
+        except BaseException:
+            load.kill()
+            raise
+        result = load.stop()
+        lap("post-window")
+        counting = self._count_pool.submit(self._metric_counts, service, (state.canary, state.stable), result)
+        post = result.since(settled)
+        outcome = ScenarioOutcome(
+            scenario=scenario, service=service, canary=state.canary, stable=state.stable,
+            verdicts={n: r.verdict.to_dict() for n, r in judgement.records.items()},
+            decided_at={n: round(r.decided_at_s or 0.0, 1) for n, r in judgement.records.items()},
+            action=action, split_after=split_of(isvc),
+            post_window={"requests": post.requests, "failures_5xx": post.failures_5xx,
+                         "failures_other": post.failures_other,
+                         "served_by": {k: v.requests for k, v in result.by_served_by.items()}},
+            load_totals=result.totals.as_dict(),
+            readings=[{"t_s": round(r.t_s, 1), "source_ok": r.source_ok, "canary": r.canary.to_dict(),
+                       "stable": r.stable.to_dict(), **({"routed": r.to_dict()["routed"]} if r.routed else {})}
+                      for r in judgement.readings],
+            phases_s=phases, counting=counting)
+        self.outcomes[scenario.name] = outcome
+        return outcome
+
+    def _metric_counts(self, service: str, revisions: tuple[str, ...], result: LoadResult) -> dict[str, Any]:
+        """The dialect's requests, 5xx and slow-request queries, over a window holding the whole
+        load and nothing of the service's earlier traffic, beside what Locust itself recorded per
+        revision (the router's served-by header): what the judges read, checked against the load."""
+        time.sleep(SCRAPE_SETTLE_S)
+        limit_s = CONFIG.p99_threshold_s
+        window_s = math.ceil(time.time() - result.t0 + 3)  # from Locust's start, 3 s before its first request
+        counted: dict[str, Any] = {"window": f"{window_s}s", "latency_limit_s": limit_s, "revisions": {}}
+        for revision in revisions:
+            events = [e for e in result.events if e.served_by and revision_of(e.served_by) == revision]
+            # the judges' own reader, its since-start counts over the whole load
+            read = read_revision(self.stack.prometheus_url, self.stack.metric_dialect,
+                                 RevisionQueries(service, revision), elapsed_s=window_s, window_s=INTERVAL_S,
+                                 latency_limit_s=limit_s)
+            prom = {"requests": read.requests, "errors": read.errors, "slow": read.slow}
+            errors, slow = [e for e in events if e.is_5xx], [e for e in events if e.ms > limit_s * 1000]
+            counted["revisions"][revision] = {
+                "prometheus": prom,
+                "locust": {"requests": len(events), "errors": len(errors), "slow": len(slow),
+                           # the most answers in one second: increase() extrapolates (or misses) up to
+                           # about one scrape interval of traffic at each end of a series in its window
+                           "peak_per_s": _peak_per_second(events), "errors_peak_per_s": _peak_per_second(errors),
+                           "slow_peak_per_s": _peak_per_second(slow)}}
+        return counted
+
+    def _fault(self, kind: str, service: str, canary: str, stop: threading.Event) -> None:
+        if stop.wait(9.0):  # let the judges see the canary serve first
+            return
+        if kind == "stop-prometheus":
+            self.stack.fault_stop_prometheus()
+            return
+        while not stop.is_set():  # crash loop: every time the replica comes back, it dies again
+            self.stack.fault_kill_revision(service, canary)
+            stop.wait(0.5)
+
+
+def _peak_per_second(events: list) -> int:
+    per_second: dict[int, int] = {}
+    for event in events:
+        per_second[int(event.end)] = per_second.get(int(event.end), 0) + 1
+    return max(per_second.values(), default=0)
+
+
+def conformance_table(outcomes: dict[str, ScenarioOutcome]) -> str:
+    lines = ["# Judge conformance", "",
+             (f"Canary at {CANARY_PERCENT}% of ~{TARGET_RPS:.0f} req/s (Locust), checks every {INTERVAL_S:.0f} s, "
+             f"deadline {OBSERVATION_S:.0f} s; the rollout followed the `{ACTING_JUDGE}` judge."), "",
+             "| scenario | judge | decision | time to decision (s) | right? | first reason |", "|---|---|---|---|---|---|"]
+    for name, outcome in outcomes.items():
+        for judge, verdict in outcome.verdicts.items():
+            right = Decision(verdict["decision"]) in outcome.scenario.expect
+            lines.append(f"| {name} | {judge} | {verdict['decision']} | {outcome.decided_at[judge]} | "
+                         f"{'right' if right else 'WRONG'} | {(verdict['reasons'] or [''])[0][:160]} |")
+    lines += ["", ("Wall time per scenario, seconds (deploy-wait: waiting for the canary revision, ready at its "
+                  "percent, which came up while the scenario before was judged or the split test ran; "
+                  "deploy-took: how long that took; first-request: Locust's start). On its service:"), ""]
+    for name, outcome in outcomes.items():
+        where = f"{outcome.service}, beside the others" if outcome.scenario.beside else outcome.service
+        lines.append(f"- {name} ({where}): " + ", ".join(f"{k} {v:g}" for k, v in outcome.phases_s.items()))
+    return "\n".join(lines) + "\n"
