@@ -25,7 +25,7 @@ from typing import Any
 from harness.canary.observe import RevisionQueries, observe_and_judge, read_revision
 from harness.canary.plan import CanaryScenario, ScenarioPlan
 from harness.faults.models import log_faulty_model
-from harness.judges.base import Decision, Judge, JudgeConfig
+from harness.judges.base import Decision, Judge, JudgeConfig, Verdict
 from harness.judges.external import BUILTIN_JUDGES, GuardedJudge, load_judge
 from harness.load import LoadResult, start_load
 from harness.local.haproxy import revision_of
@@ -83,7 +83,7 @@ class ScenarioOutcome:
     service: str
     canary: str
     stable: str
-    verdicts: dict[str, Any]
+    verdicts: dict[str, Verdict]  # judge -> its verdict, typed all the way to the test
     decided_at: dict[str, float]
     action: str
     split_after: dict[str, int]
@@ -267,7 +267,7 @@ class ScenarioRunner:
         post = result.since(settled)
         outcome = ScenarioOutcome(
             scenario=scenario, service=service, canary=state.canary, stable=state.stable,
-            verdicts={n: r.verdict.to_dict() for n, r in judgement.records.items()},
+            verdicts={n: r.verdict for n, r in judgement.records.items() if r.verdict is not None},
             decided_at={n: round(r.decided_at_s or 0.0, 1) for n, r in judgement.records.items()},
             action=action, split_after=split_of(isvc),
             post_window={"requests": post.requests, "failures_5xx": post.failures_5xx,
@@ -331,9 +331,9 @@ def conformance_table(outcomes: dict[str, ScenarioOutcome]) -> str:
              "| scenario | judge | decision | time to decision (s) | right? | first reason |", "|---|---|---|---|---|---|"]
     for name, outcome in outcomes.items():
         for judge, verdict in outcome.verdicts.items():
-            right = Decision(verdict["decision"]) in outcome.scenario.expect
-            lines.append(f"| {name} | {judge} | {verdict['decision']} | {outcome.decided_at[judge]} | "
-                         f"{'right' if right else 'WRONG'} | {(verdict['reasons'] or [''])[0][:160]} |")
+            right = verdict.decision in outcome.scenario.expect
+            lines.append(f"| {name} | {judge} | {verdict.decision.value} | {outcome.decided_at[judge]} | "
+                         f"{'right' if right else 'WRONG'} | {(verdict.reasons or [''])[0][:160]} |")
     lines += ["", ("Wall time per scenario, seconds (deploy-wait: waiting for the canary revision, ready at its "
                   "percent, which came up while the scenario before was judged or the split test ran; "
                   "deploy-took: how long that took; first-request: Locust's start). On its service:"), ""]

@@ -63,10 +63,10 @@ def test_judge_decides_right(runner, scenario: CanaryScenario, judge: str, seam)
     with seam.check("judge-decides", case=f"{scenario.name}-{judge}", description=
                     f"the {judge} judge decides {'/'.join(sorted(d.value for d in scenario.expect))}",
                     known_wrong=scenario.known_wrong.get(judge, "")) as ev:
-        ev.update(decision=verdict["decision"], seconds_to_decision=outcome.decided_at[judge],
-                  reasons=verdict["reasons"][:3], canary=outcome.canary, stable=outcome.stable,
+        ev.update(decision=verdict.decision.value, seconds_to_decision=outcome.decided_at[judge],
+                  reasons=verdict.reasons[:3], canary=outcome.canary, stable=outcome.stable,
                   load=outcome.load_totals, readings_tail=outcome.readings[-3:])
-        assert Decision(verdict["decision"]) in scenario.expect, verdict["reasons"][:2]
+        assert verdict.decision in scenario.expect, verdict.reasons[:2]
 
 
 @pytest.mark.parametrize("scenario", [pytest.param(s, id=s.name, marks=_marks(s))
