@@ -93,9 +93,9 @@ def propagate_rollout(traffic: Iterable[Mapping[str, Any]], *, latest_ready: str
         if rolled_out != latest_ready:
             if int(target["percent"]) == 100:
                 previous, rolled_out = rolled_out, latest_ready
-        elif latest_ready == latest_created and int(target["percent"]) < 100:
-            if shares.get(target["revisionName"]) == 100 and previous:
-                rolled_out = previous
+        elif (latest_ready == latest_created and int(target["percent"]) < 100
+              and shares.get(target["revisionName"]) == 100 and previous):
+            rolled_out = previous
     return rolled_out, previous
 
 
