@@ -146,7 +146,7 @@ def test_an_existing_cluster_is_reused_with_its_published_ports_and_left_in_plac
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = fake_tools(tmp_path)
     (tmp_path / "kind-state" / "clusters").write_text("other\nseamcheck-test\n")
-    ports = {31080: 41080, 31888: 41888, 31900: 41900, 31500: 41500, 31901: 41901, 31090: 41090}
+    ports = {30080: 41080, 30081: 41888, 30082: 41900, 30083: 41500, 30084: 41901, 30085: 41090}
     (tmp_path / "kind-state" / "ports").write_text(
         "".join(f"{node}/tcp -> 127.0.0.1:{host}\n" for node, host in ports.items()) + "6443/tcp -> 127.0.0.1:39000\n")
     profile = _profile("KindProfile", monkeypatch, bin_dir)
@@ -158,7 +158,7 @@ def test_an_existing_cluster_is_reused_with_its_published_ports_and_left_in_plac
     profile.teardown()
     assert not any(line.startswith("delete") for line in kind_log(tmp_path))
     (tmp_path / "kind-state" / "ports").write_text("6443/tcp -> 127.0.0.1:39000\n")
-    with pytest.raises(ClusterError, match="does not publish node port 31080 .* recreate it"):
+    with pytest.raises(ClusterError, match="does not publish node port 30080 .* recreate it"):
         profile._endpoints()
 
 

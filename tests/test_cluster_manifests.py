@@ -450,3 +450,13 @@ def test_fixture_templates_are_all_rendered() -> None:
     on_disk = {p.name for p in (FIXTURES / "stack").glob("*.yaml.j2")}
     _, rendered = _rendered(MATRIX.default_row, "kind")
     assert {f"{stem}.yaml.j2" for stem in rendered.files} == on_disk
+
+
+def test_fixed_node_ports_sit_in_the_static_band() -> None:
+    """Kubernetes keeps 30000-30085 of the default NodePort range for fixed allocations (KEP-3668);
+    random allocation takes from above first, so no other Service can take one of ours first."""
+    from harness.cluster.spec import KIND_NODE_PORTS, STATIC_NODE_PORT_BAND
+
+    size = 32767 - 30000 + 1
+    assert len(STATIC_NODE_PORT_BAND) == min(max(16, size // 32), 128) == 86
+    assert all(port in STATIC_NODE_PORT_BAND for port in KIND_NODE_PORTS.values()), KIND_NODE_PORTS

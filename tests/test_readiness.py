@@ -84,3 +84,17 @@ def test_the_expected_traffic_is_part_of_ready() -> None:
 ], ids=["newest-template-not-ready", "ready-false", "no-ready-revision"])
 def test_not_ready(state: dict) -> None:
     assert not is_ready(state)
+
+
+def test_the_scrape_interval_and_the_windows_are_one_setting_with_a_checked_relation() -> None:
+    from harness.canary.scenarios import INTERVAL_S
+    from harness.cluster.render import SCRAPE_INTERVAL as CLUSTER_SCRAPE
+    from harness.errors import ConfigError
+    from harness.local.services.prometheus import SCRAPE_INTERVAL as LOCAL_SCRAPE
+    from harness.metrics.cadence import CADENCE, Cadence
+
+    assert LOCAL_SCRAPE == CLUSTER_SCRAPE == CADENCE.scrape == "1s" and INTERVAL_S == CADENCE.window_s
+    assert INTERVAL_S >= 2 * CADENCE.scrape_s
+    with pytest.raises(ConfigError, match=r"window_s=3\.0 is shorter than two scrapes \(scrape_s=2\.0\)"):
+        Cadence(scrape_s=2.0, window_s=3.0)  # the cluster's 2 s scrapes against 3 s windows, before
+    assert Cadence(scrape_s=0.5, window_s=1.0).scrape == "500ms"

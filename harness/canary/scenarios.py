@@ -29,6 +29,7 @@ from harness.judges.base import Decision, Judge, JudgeConfig, Verdict
 from harness.judges.external import BUILTIN_JUDGES, GuardedJudge, load_judge
 from harness.load import LoadResult, start_load
 from harness.local.haproxy import revision_of
+from harness.metrics.cadence import CADENCE
 from harness.pipeline.dataset import holdout_rows
 from harness.pipeline.params import MODEL_NAME
 from harness.profiles.base import Profile
@@ -40,11 +41,11 @@ __all__ = ["ACTING_JUDGE", "CANARY_PERCENT", "CONFIG", "INTERVAL_S", "OBSERVATIO
 CANARY_PERCENT = 50
 TARGET_RPS = 70.0  # total, through the router: a clean canary at 50% needs ~1100 requests to promote
 USERS = 10
-INTERVAL_S = 3.0
+INTERVAL_S = CADENCE.window_s  # every judge reads the same windows, >= 2 scrapes long
 OBSERVATION_S = 45.0  # the seed's 15 min / 60 s, scaled to 15 checks of 3 s
 POST_ROLLBACK_S = 3.0  # ~200 requests at 70 req/s, all of which must avoid a 5xx
 FIRST_REQUEST_DEADLINE_S = 30.0  # Locust's start (imports, parquet) until its first request is logged
-SCRAPE_SETTLE_S = 2.5  # two of Prometheus' 1 s scrapes after the load stopped: its last requests are in
+SCRAPE_SETTLE_S = 2.5 * CADENCE.scrape_s  # two scrapes after the load stopped: its last requests are in
 ACTING_JUDGE = "sequential"
 
 # The seed's thresholds, its timings scaled for CI; every judge reads the same 3 s windows.

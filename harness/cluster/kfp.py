@@ -145,7 +145,7 @@ def prepare_submission(compiled_yaml: str, *, env_secret: str, env_keys: list[st
 
 
 class KfpApi:
-    """KFP's REST API v2beta1 at `base_url` (e.g. http://127.0.0.1:31888)."""
+    """KFP's REST API v2beta1 at `base_url` (e.g. http://127.0.0.1:30081)."""
 
     def __init__(self, base_url: str, *, timeout: float = 30.0, session: requests.Session | None = None) -> None:
         self.base = base_url.rstrip("/")

@@ -16,6 +16,7 @@ import yaml
 
 from harness.cluster import task_log_probe
 from harness.cluster.spec import CHAOS_ALLOWED, CHAOS_LABEL, ClusterSpec
+from harness.metrics.cadence import CADENCE
 from harness.paths import KIND_MANIFESTS
 
 __all__ = [
@@ -37,7 +38,7 @@ FIXTURES = KIND_MANIFESTS
 BUCKETS = {"artifacts": "mlflow-artifacts", "data": "seamcheck-data"}
 TASK_SECRETS = {"env": "seamcheck-task-env", "probe": "seamcheck-task-probe"}
 PROBE_MOUNT = "/seamcheck/probe"
-SCRAPE_INTERVAL = "2s"
+SCRAPE_INTERVAL = CADENCE.scrape  # the local profile's too: windows need >= 2 scrapes
 
 
 @dataclass(frozen=True)

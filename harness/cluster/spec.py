@@ -170,14 +170,19 @@ class ClusterSpec:
 
 
 #: NodePorts the kind profile publishes on 127.0.0.1 (host port = node port unless overridden).
+#: They sit in the static band Kubernetes keeps for fixed allocations: for the default range
+#: 30000-32767 that is 30000-30085 (min(max(16, size/32), 128) ports; KEP-3668, the
+#: ServiceNodePortStaticSubrange gate, on by default from 1.28), which random allocation (Kourier's
+#: LoadBalancer Service takes two before ours exist) uses only once the upper band is full.
 KIND_NODE_PORTS = {
-    "ingress": 31080,
-    "kfp-api": 31888,
-    "kfp-minio": 31900,
-    "mlflow": 31500,
-    "minio": 31901,
-    "prometheus": 31090,
+    "ingress": 30080,
+    "kfp-api": 30081,
+    "kfp-minio": 30082,
+    "mlflow": 30083,
+    "minio": 30084,
+    "prometheus": 30085,
 }
+STATIC_NODE_PORT_BAND = range(30000, 30086)
 # config.ports names (the local profile's options) that also choose a kind host port.
 _HOST_PORT_OPTIONS = {"ingress": "proxy", "mlflow": "mlflow", "minio": "s3", "prometheus": "prometheus"}
 

@@ -17,7 +17,7 @@ import pytest
 from harness.canary.scenarios import CanaryScenario
 from harness.faults.models import FaultSpec
 from harness.judges.base import Decision
-from harness.local.services.prometheus import SCRAPE_INTERVAL
+from harness.metrics.cadence import CADENCE
 
 pytestmark = [pytest.mark.canary, pytest.mark.stack]
 
@@ -92,7 +92,7 @@ def test_healthy_canary_is_promoted(runner, seam) -> None:
         assert outcome.post_window["failures_5xx"] == 0
 
 
-SCRAPE_INTERVAL_S = float(SCRAPE_INTERVAL.removesuffix("s"))  # the local Prometheus' scrape interval
+SCRAPE_INTERVAL_S = CADENCE.scrape_s  # every profile's Prometheus scrape interval
 
 
 def _slack(peak_per_s: int) -> float:

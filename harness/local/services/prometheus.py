@@ -17,12 +17,13 @@ import requests
 import yaml
 
 from harness.binaries import find_binary
+from harness.metrics.cadence import CADENCE
 from harness.ports import LOOPBACK
 from harness.procs import ManagedProcess, ProcessRegistry
 
 __all__ = ["PrometheusServer", "ScrapeTarget", "find_prometheus", "start_prometheus"]
 
-SCRAPE_INTERVAL = "1s"
+SCRAPE_INTERVAL = CADENCE.scrape  # one setting for every profile (harness/metrics/cadence.py)
 
 
 def find_prometheus() -> str:
