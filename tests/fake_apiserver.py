@@ -5,7 +5,8 @@ kind, no envtest binaries). It implements the REST semantics of the endpoints th
 profiles use, the way kube-apiserver does, so the harness's API logic is exercised for real:
 
 * paths: /api/v1/... and /apis/<group>/<version>/..., namespaced and cluster-scoped collections,
-  items, all-namespaces lists, and the subresources status, scale (deployments) and log (pods);
+  items, all-namespaces lists, the subresources status, scale (deployments) and log (pods), and
+  the services/proxy path to a backend a test registers;
 * resourceVersion: one counter for all writes; a write that changes nothing keeps it; an update
   or patch carrying a stale metadata.resourceVersion is a 409 Conflict;
 * errors are `Status` objects with kube-apiserver's reasons and codes: 404 NotFound,
@@ -245,6 +246,7 @@ class FakeApiServer:
         self.requests: list[dict[str, Any]] = []
         self.reactions: list[tuple[str, Callable[["FakeApiServer", str, dict], None]]] = []
         self.interceptors: list[Callable[[str, str], None]] = []
+        self.proxies: dict[tuple[str, str], Callable[[str, str], tuple[int, Any]]] = {}
         self._rv = 1000
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
@@ -308,8 +310,28 @@ class FakeApiServer:
         self.reactions.append((plural, fn))
 
     def intercept(self, fn: Callable[[str, str], None]) -> None:
-        """fn(method, path) before each request is served (another client acting in between)."""
+        """fn(method, path) before each request is served (another client acting in between); an
+        ApiError it raises is the answer (RBAC refusing the request, say)."""
         self.interceptors.append(fn)
+
+    def forbid(self, method: str, pattern: str, message: str) -> None:
+        """Answer `method` on paths matching the regex `pattern` with 403 Forbidden, as RBAC does."""
+        def refuse(m: str, path: str) -> None:
+            if m == method and re.fullmatch(pattern, path):
+                raise ApiError(403, "Forbidden", message)
+        self.intercept(refuse)
+
+    def serve_proxy(self, namespace: str, service: str, fn: Callable[[str, str], tuple[int, Any]]) -> None:
+        """Answer /api/v1/namespaces/<namespace>/services/<service>/proxy/<path> with fn(method, path),
+        the backend behind kube-apiserver's service proxy; `service` is "name:port" as clients spell it."""
+        self.proxies[(namespace, service)] = fn
+
+    def _proxy(self, method: str, namespace: str, service: str, path: str) -> tuple[int, Any, str]:
+        fn = self.proxies.get((namespace, service))
+        if fn is None:
+            raise ApiError(503, "ServiceUnavailable", f'no endpoints available for service "{service}"')
+        code, payload = fn(method, path or "")
+        return code, payload, "text/plain" if isinstance(payload, str) else "application/json"
 
     def calls(self, method: str | None = None, contains: str = "") -> list[dict[str, Any]]:
         return [r for r in self.requests if (method is None or r["method"] == method) and contains in r["path"]]
@@ -325,14 +347,17 @@ class FakeApiServer:
         path = unquote(parsed.path)
         self.requests.append({"method": method, "path": path, "query": query, "content_type": content_type,
                               "body": body.decode(errors="replace") if body else ""})
-        for fn in list(self.interceptors):
-            fn(method, path)
         if path in ("/version", "/version/"):
             major, minor = self.git_version.lstrip("v").split(".")[:2]
             return 200, {"major": major, "minor": minor, "gitVersion": self.git_version, "gitCommit": "0" * 40,
                          "gitTreeState": "clean", "buildDate": "2024-08-14T19:00:00Z", "goVersion": "go1.22.5",
                          "compiler": "gc", "platform": "linux/amd64"}, "application/json"
         try:
+            for fn in list(self.interceptors):
+                fn(method, path)  # may raise ApiError: the request is answered with it
+            proxied = _PROXY_PATH.fullmatch(path)
+            if proxied:
+                return self._proxy(method, *proxied.groups())
             route = _route(path)
             with self.lock:
                 code, payload = self._dispatch(method, route, query, content_type, body)
@@ -566,6 +591,9 @@ def _json(body: bytes, allow_list: bool = False) -> Any:
 
 def _spec_of(obj: dict) -> dict:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+_PROXY_PATH = re.compile(r"/api/v1/namespaces/([^/]+)/services/([^/]+)/proxy(?:/(.*))?")
 
 
 def _route(path: str) -> dict:

@@ -3,12 +3,15 @@ what it finds decides what it refuses, what --install-stack installs, where KFP 
 InferenceServices are reached; chaos is refused unless a namespace is listed and labelled."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from harness.cluster.errors import ChaosRefused, ClusterError
 from harness.cluster.guard import ChaosGuard
 from harness.matrix import load_matrix
-from harness.profiles.cloud import CloudProfile
+from harness.errors import ProfileError
+from harness.profiles.cloud import CloudProfile, preflight
 from harness.settings import StackConfig
 from tests.fake_apiserver import FakeApiServer
 from tests.test_cluster_api import deployment, namespace
@@ -62,14 +65,51 @@ def test_an_installed_stack_is_only_discovered_and_reported() -> None:
         profile.teardown()
 
 
-def test_inference_goes_through_the_gateways_load_balancer_when_it_has_one() -> None:
-    with FakeApiServer() as fake:
-        fake.put(namespace("kourier-system"))
-        fake.put({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kourier", "namespace": "kourier-system"},
-                  "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
-                  "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}})
+def _gateway(fake: FakeApiServer, address: str, port: int) -> None:
+    fake.put(namespace("kourier-system"))
+    fake.put({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kourier", "namespace": "kourier-system"},
+              "spec": {"type": "LoadBalancer", "ports": [{"name": "http2", "port": port}]},
+              "status": {"loadBalancer": {"ingress": [{"ip": address}]}}})
+
+
+class _RecordedForwards:
+    """Stands in for kubectl port-forward, which needs a real API server's pods/portforward stream."""
+
+    def __init__(self) -> None:
+        self.added: list[tuple[str, str, str, int]] = []
+
+    def add(self, key: str, namespace: str, target: str, remote_port: int):
+        self.added.append((key, namespace, target, remote_port))
+        return type("Forward", (), {"url": "http://127.0.0.1:40001"})()
+
+
+def test_inference_goes_through_the_gateways_load_balancer_when_it_answers() -> None:
+    with socket.socket() as listener, FakeApiServer() as fake:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        _gateway(fake, "127.0.0.1", port)
         profile = _profile(fake)
-        assert profile._ingress_url() == "http://203.0.113.7:80"
+        profile.forwards = _RecordedForwards()
+        assert profile._ingress_url() == f"http://127.0.0.1:{port}"
+        assert profile.forwards.added == []
+        profile.forwards = None
+        profile.teardown()
+
+
+def test_an_unreachable_load_balancer_falls_back_to_a_port_forward() -> None:
+    with socket.socket() as closed, FakeApiServer() as fake:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: a connect is refused
+        port = closed.getsockname()[1]
+        _gateway(fake, "127.0.0.1", port)
+        said: list[str] = []
+        profile = _profile(fake)
+        profile.say = said.append
+        profile.forwards = _RecordedForwards()
+        assert profile._ingress_url() == "http://127.0.0.1:40001"
+        assert profile.forwards.added == [("ingress", "kourier-system", "svc/kourier", port)]
+        assert any(f"publishes 127.0.0.1:{port}, which does not accept a connection" in line for line in said), said
+        profile.forwards = None
         profile.teardown()
 
 
@@ -88,3 +128,73 @@ def test_chaos_on_cloud_needs_the_flag_and_the_label() -> None:
             guard.check("team-b", "delete pods")
         profile.teardown()
         listed.teardown()
+
+
+_RBAC_REFUSAL = ('deployments.apps is forbidden: User "system:serviceaccount:team-a:ci" cannot list resource '
+                 '"deployments" in API group "apps" at the cluster scope')
+
+
+def _kubeconfig(tmp_path, fake: FakeApiServer):
+    path = tmp_path / "kubeconfig"
+    path.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: fake, cluster: {{server: "{fake.url}"}}}}]
+users: [{{name: ci, user: {{token: not-checked}}}}]
+contexts: [{{name: team-a, context: {{cluster: fake, user: ci}}}}]
+current-context: team-a
+""")
+    return path
+
+
+def test_namespace_scoped_rights_are_refused_in_one_line_at_session_start(tmp_path) -> None:
+    with FakeApiServer() as fake:
+        fake.forbid("GET", r"/apis/apps/v1/deployments", _RBAC_REFUSAL)
+        config = StackConfig(profile="cloud", kubeconfig=_kubeconfig(tmp_path, fake))
+        with pytest.raises(ProfileError) as refused:
+            preflight(config, load_matrix().row(None))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("context 'team-a' may not list deployments across the cluster (HTTP 403: "
+                              'deployments.apps is forbidden: User "system:serviceaccount:team-a:ci"')
+    assert "`kubectl auth can-i list deployments -A` must say yes" in message
+
+
+def _kfp_healthz(multi_user: bool):
+    def answer(method: str, path: str):
+        assert (method, path) == ("GET", "apis/v2beta1/healthz")
+        return 200, {"commit_sha": "a" * 8, "tag_name": "2.3.0", "multi_user": multi_user}
+    return answer
+
+
+def test_multi_user_kfp_is_refused_in_one_line_at_session_start(tmp_path) -> None:
+    with FakeApiServer() as fake:
+        _cluster(fake, kfp_namespace="kubeflow")
+        fake.serve_proxy("kubeflow", "ml-pipeline:8888", _kfp_healthz(multi_user=True))
+        config = StackConfig(profile="cloud", kubeconfig=_kubeconfig(tmp_path, fake))
+        with pytest.raises(ProfileError, match=r"^KFP in namespace kubeflow on context 'team-a' runs in multi-user "
+                                               r"mode \(its /apis/v2beta1/healthz says multi_user: true\)"):
+            preflight(config, load_matrix().row(None))
+
+
+def test_single_user_kfp_and_cluster_wide_reads_pass_the_preflight(tmp_path) -> None:
+    with FakeApiServer() as fake:
+        _cluster(fake, kfp_namespace="kubeflow")
+        fake.serve_proxy("kubeflow", "ml-pipeline:8888", _kfp_healthz(multi_user=False))
+        preflight(StackConfig(profile="cloud", kubeconfig=_kubeconfig(tmp_path, fake)), load_matrix().row(None))
+        assert fake.calls("GET", "/services/ml-pipeline:8888/proxy/apis/v2beta1/healthz")
+
+
+def test_the_session_ends_with_the_refusal_as_its_one_error_line(tmp_path) -> None:
+    """Through pytest itself: the refusal is the session's single `ERROR: seamcheck:` line."""
+    import subprocess
+    import sys
+    with FakeApiServer() as fake:
+        fake.forbid("GET", r"/apis/apps/v1/deployments", _RBAC_REFUSAL)
+        kubeconfig = _kubeconfig(tmp_path, fake)
+        done = subprocess.run([sys.executable, "-m", "pytest", "--profile=cloud",
+                               f"--kubeconfig={kubeconfig}", "-q", "scenarios/conformance"],
+                              capture_output=True, text=True, timeout=120)
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("ERROR:")]
+    assert done.returncode != 0
+    assert len(errors) == 1 and errors[0].startswith("ERROR: seamcheck: context 'team-a' may not list deployments"), \
+        done.stdout + done.stderr

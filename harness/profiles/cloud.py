@@ -8,12 +8,14 @@ with the row's pins, Prometheus, and the RBAC and Secrets the pipeline's tasks u
 `seamcheck-system` namespace and are (re)applied on every run; nothing else is changed.
 
 Everything is reached through supervised `kubectl port-forward`s; InferenceServices through the
-ingress gateway's load balancer when it has one, else a port-forward to it. Chaos acts only in
+ingress gateway's load balancer when its address accepts a connection from here, else a
+port-forward to the gateway. Chaos acts only in
 namespaces listed in --chaos-namespaces AND labelled seamcheck.io/chaos=allowed. The GPU check
 records the node the training pod ran on and that it offers a real (device-plugin) GPU.
 """
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -22,6 +24,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from harness.cluster.access import check_cluster_reads, check_kfp_single_user
 from harness.cluster.commands import Kubectl
 from harness.cluster.discover import Discovered, compare, discover
 from harness.cluster.errors import ClusterError
@@ -42,12 +45,42 @@ _DISCOVERED_AS = {"cert-manager": "cert_manager", "knative": "knative_serving", 
 _REQUIRED = ("knative", "kserve", "kfp")
 
 
+#: How long the load balancer's address gets to accept a TCP connection before the port-forward is used
+LB_PROBE_TIMEOUT_S = 3.0
+
+
+def tcp_reachable(host: str, port: int, *, timeout_s: float) -> bool:
+    """Whether a TCP connection to host:port opens within timeout_s (then it is closed at once)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _load_balancer_addresses(svc: Any) -> list[str]:
+    status = svc.status.load_balancer if svc.status else None
+    return [entry.ip or entry.hostname for entry in (status.ingress or []) if entry.ip or entry.hostname] \
+        if status else []
+
+
+def _http_port(svc: Any) -> int:
+    """The Service port named http (or http2; Kourier and Istio name theirs so), else port 80."""
+    ports = (svc.spec.ports or []) if svc.spec else []
+    for wanted in ("http", "http2"):
+        for entry in ports:
+            if entry.name == wanted:
+                return int(entry.port)
+    return 80
+
+
 def _cloud_spec(config: StackConfig, row: Row) -> ClusterSpec:
     return cluster_spec(row, "cloud", serving_namespace=config.namespace)
 
 
 def preflight(config: StackConfig, row: Row) -> Tools:
-    """kubectl (and git/helm when installing); the kubeconfig and context exist; the API answers."""
+    """kubectl (and git/helm when installing); the kubeconfig and context exist; the API answers;
+    its user may list cluster-wide; KFP, where the cluster runs one, is not in multi-user mode."""
     spec = _cloud_spec(config, row)
     tools = check_cloud_tools(install=config.install_stack, need_helm=spec.network_layer == "istio")
     if config.kubeconfig is not None and not config.kubeconfig.is_file():
@@ -72,6 +105,9 @@ def preflight(config: StackConfig, row: Row) -> Tools:
         context = config.kube_context or (current or {}).get("name")
         raise ProfileError(f"the Kubernetes API of context {context!r} does not answer: "
                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    cluster = f"context {config.kube_context or (current or {}).get('name')!r}"
+    check_cluster_reads(api, cluster)
+    check_kfp_single_user(api, cluster)
     return tools
 
 
@@ -145,7 +181,13 @@ class CloudProfile(ClusterProfile):
         return urls
 
     def _ingress_url(self) -> str:
-        """The gateway's load balancer when it has an address, else a port-forward to it."""
+        """The gateway's load balancer when it has an address that answers, else a port-forward to it.
+
+        A LoadBalancer Service can publish an address nothing here can reach (an internal load
+        balancer seen from a CI runner outside the VPC, a firewall on port 80): the address is
+        probed with a TCP connect first, and an unreachable one falls back to the port-forward with
+        a line saying so, rather than every inference request timing out later.
+        """
         core = k8s.CoreV1Api(self.api)
         candidates = [self.spec.ingress_service[:2], ("kourier-system", "kourier"),
                       ("istio-system", "istio-ingressgateway")]
@@ -156,13 +198,15 @@ class CloudProfile(ClusterProfile):
                 if exc.status == 404:
                     continue
                 raise
-            ingress = (svc.status.load_balancer.ingress or []) if svc.status and svc.status.load_balancer else []
-            for entry in ingress:
-                address = entry.ip or entry.hostname
-                if address:
-                    return f"http://{address}:80"
+            port = _http_port(svc)
+            for address in _load_balancer_addresses(svc):
+                if tcp_reachable(address, port, timeout_s=LB_PROBE_TIMEOUT_S):
+                    return f"http://{address}:{port}"
+                self.say(f"cloud: the load balancer of {namespace}/{name} publishes {address}:{port}, which does "
+                         f"not accept a connection from here within {LB_PROBE_TIMEOUT_S:g} s; using a "
+                         "port-forward instead")
             assert self.forwards is not None
-            return self.forwards.add("ingress", namespace, f"svc/{name}", 80).url
+            return self.forwards.add("ingress", namespace, f"svc/{name}", port).url
         raise ClusterError("no Knative ingress gateway found (kourier-system/kourier or istio-system/"
                            "istio-ingressgateway)")
 
