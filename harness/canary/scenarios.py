@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.canary.observe import RevisionQueries, observe_and_judge, read_revision
-from harness.canary.plan import CanaryScenario, ScenarioPlan
+from harness.canary.plan import CanaryScenario, During, ScenarioPlan
+from harness.errors import StackError
 from harness.faults.models import log_faulty_model
 from harness.judges.base import Decision, Judge, JudgeConfig, Verdict
 from harness.judges.external import BUILTIN_JUDGES, GuardedJudge, load_judge
@@ -36,7 +39,8 @@ from harness.profiles.base import Profile
 from harness.serving.rollout import CanaryState, promote, rollback, split_of, start_canary
 
 __all__ = ["ACTING_JUDGE", "CANARY_PERCENT", "CONFIG", "INTERVAL_S", "OBSERVATION_S", "TARGET_RPS", "CanaryScenario",
-           "ScenarioOutcome", "ScenarioRunner", "conformance_table", "judge_makers", "planned_scenarios"]
+           "ScenarioOutcome", "ScenarioRunner", "ScenarioVoid", "conformance_table", "judge_makers", "planned_scenarios",
+           "refused_scenarios"]
 
 CANARY_PERCENT = 50
 TARGET_RPS = 70.0  # total, through the router: a clean canary at 50% needs ~1100 requests to promote
@@ -47,6 +51,7 @@ POST_ROLLBACK_S = 3.0  # ~200 requests at 70 req/s, all of which must avoid a 5x
 FIRST_REQUEST_DEADLINE_S = 30.0  # Locust's start (imports, parquet) until its first request is logged
 SCRAPE_SETTLE_S = 2.5 * CADENCE.scrape_s  # two scrapes after the load stopped: its last requests are in
 ACTING_JUDGE = "sequential"
+FAULT_AFTER_S = 9.0  # a scenario's fault starts this long into its judgement: the canary is seen serving first
 
 # The seed's thresholds, its timings scaled for CI; every judge reads the same 3 s windows.
 CONFIG = JudgeConfig(observation_s=OBSERVATION_S, interval_s=INTERVAL_S)
@@ -76,6 +81,21 @@ def planned_scenarios(items: list) -> list[CanaryScenario]:
             if scenario not in plan:
                 plan.append(scenario)
     return plan
+
+
+def refused_scenarios(stack: Profile, scenarios: list[CanaryScenario]) -> dict[str, str]:
+    """name -> why, for each scenario whose fault the stack would refuse (a cluster's chaos guard):
+    asked when the session plans, so a refused scenario is never deployed, played or judged."""
+    refused = {}
+    for scenario in scenarios:
+        why = stack.fault_refusal(scenario.during.value) if scenario.during else None
+        if why:
+            refused[scenario.name] = why
+    return refused
+
+
+class ScenarioVoid(StackError):
+    """The scenario's fault failed or never acted: a verdict on it would be a verdict without it."""
 
 
 @dataclass
@@ -108,8 +128,10 @@ class ScenarioRunner:
     stops whatever still runs."""
 
     def __init__(self, stack: Profile, plan: ScenarioPlan, *, make_copy: Callable[[str], str], train_version: str,
-                 judges: Mapping[str, Callable[[], Judge]], workdir: Path) -> None:
+                 judges: Mapping[str, Callable[[], Judge]], workdir: Path,
+                 refused: Mapping[str, str] | None = None) -> None:
         self.stack, self.plan, self.make_copy = stack, plan, make_copy
+        self.refused = dict(refused or {})  # scenario name -> why its fault is refused (it is skipped)
         self.train_version, self.judges, self.workdir = train_version, judges, workdir
         self.outcomes: dict[str, ScenarioOutcome] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-model")
@@ -189,6 +211,9 @@ class ScenarioRunner:
     def run(self, scenario: CanaryScenario) -> ScenarioOutcome:
         if scenario.name in self.outcomes:
             return self.outcomes[scenario.name]
+        refused = self.refused.get(scenario.name) or refused_scenarios(self.stack, [scenario]).get(scenario.name)
+        if refused:  # the runner serves pytest tests only: the test is skipped, with the guard's reason
+            pytest.skip(f"canary scenario {scenario.name}: its fault {scenario.during.value} is refused: {refused}")
         if scenario.beside:  # started by `start` when planned; played beside now otherwise
             running = self._play_beside(scenario)
             return running.result(timeout=2 * self.stack.config.isvc_deadline_s + OBSERVATION_S + 120)
@@ -221,6 +246,7 @@ class ScenarioRunner:
                           out_dir=self.workdir / scenario.name)
         stop_fault = threading.Event()
         fault_thread = None
+        fault = FaultLog(scenario.during)
         try:
             state, deploy_s = deploying.result(timeout=2 * deadline)
             lap("deploy-wait")
@@ -232,8 +258,8 @@ class ScenarioRunner:
             lap("first-request")
             judges = {name: make() for name, make in self.judges.items()}
             if scenario.during:
-                fault_thread = threading.Thread(target=self._fault, args=(scenario.during, service, state.canary,
-                                                                          stop_fault), daemon=True)
+                fault_thread = threading.Thread(target=fault.run, args=(self._fault, service, state.canary,
+                                                                        stop_fault), daemon=True)
                 fault_thread.start()
             judgement = observe_and_judge(
                 judges, prometheus_url=stack.prometheus_url, dialect=stack.metric_dialect,
@@ -247,9 +273,13 @@ class ScenarioRunner:
             stop_fault.set()
             if fault_thread is not None:
                 fault_thread.join(timeout=30)
-            if scenario.during == "stop-prometheus":
+            if scenario.during is During.STOP_PROMETHEUS:
                 stack.fault_restore_prometheus()
         lap("judgement")
+        if scenario.during and fault.void_reason():
+            load.kill()
+            rollback(client, service, state, deadline_s=deadline)  # the service back to its stable
+            raise ScenarioVoid(f"canary scenario {scenario.name}: {fault.void_reason()}; no verdict is taken")
         acting = judgement.records[ACTING_JUDGE].verdict
         try:
             if acting is not None and acting.decision is Decision.PROMOTE:
@@ -307,15 +337,50 @@ class ScenarioRunner:
                            "slow_peak_per_s": _peak_per_second(slow)}}
         return counted
 
-    def _fault(self, kind: str, service: str, canary: str, stop: threading.Event) -> None:
-        if stop.wait(9.0):  # let the judges see the canary serve first
+    def _fault(self, kind: During, service: str, canary: str, stop: threading.Event, acted: Callable[[str], None]
+               ) -> None:
+        if stop.wait(FAULT_AFTER_S):  # let the judges see the canary serve first
             return
-        if kind == "stop-prometheus":
+        if kind is During.STOP_PROMETHEUS:
             self.stack.fault_stop_prometheus()
+            acted("Prometheus stopped")
             return
         while not stop.is_set():  # crash loop: every time the replica comes back, it dies again
-            self.stack.fault_kill_revision(service, canary)
+            killed = self.stack.fault_kill_revision(service, canary)
+            if killed:
+                acted(f"killed {killed}")
             stop.wait(0.5)
+
+
+class FaultLog:
+    """What a scenario's fault did, from its own thread: the acts, or the error that ended it.
+
+    The fault runs beside the judgement; an exception there (a refusal, an API error) would die
+    with the thread and leave the scenario judged as if it were healthy. Recorded here instead,
+    and a scenario whose fault failed, or never acted, is void."""
+
+    def __init__(self, kind: During) -> None:
+        self.kind = kind
+        self.acts: list[tuple[float, str]] = []
+        self.error: BaseException | None = None
+        self._t0 = time.monotonic()
+
+    def run(self, fault: Callable[..., None], *args: Any) -> None:
+        try:
+            fault(self.kind, *args, self._acted)
+        except BaseException as exc:  # noqa: BLE001 - kept for the scenario, which is then void
+            self.error = exc
+
+    def _acted(self, what: str) -> None:
+        self.acts.append((round(time.monotonic() - self._t0, 1), what))
+
+    def void_reason(self) -> str | None:
+        if self.error is not None:
+            return f"its fault {self.kind.value} failed: {type(self.error).__name__}: {self.error}"
+        if not self.acts:
+            return (f"its fault {self.kind.value} never acted (the judgement ended before the fault's start, "
+                    f"{FAULT_AFTER_S:g} s in, or it found nothing to act on)")
+        return None
 
 
 def _peak_per_second(events: list) -> int:

@@ -149,6 +149,20 @@ class ClusterFaults:
         self.say(f"fault: deployment {namespace}/{deployment} scaled {before} -> {replicas}")
         return before
 
+    def restore_scale(self, namespace: str, deployment: str) -> bool:
+        """Put a deployment this object scaled back to its original replicas, without asking the
+        guard (restoring is never refused); False when it never scaled it."""
+        original = self._scaled.pop((namespace, deployment), None)
+        if original is None:
+            return False
+        k8s.AppsV1Api(self.api).patch_namespaced_deployment_scale(deployment, namespace,
+                                                                  {"spec": {"replicas": original}})
+        ledger.active().release_key("command", f"scale:{namespace}/{deployment}")
+        self.say(f"fault restored: deployment {namespace}/{deployment} scaled back to {original}")
+        return True
+
     def cleanup(self) -> None:
         for namespace, _name in list(self.policies):
             self.restore_pipeline_to_mlflow(namespace)
+        for namespace, deployment in list(self._scaled):
+            self.restore_scale(namespace, deployment)

@@ -154,6 +154,13 @@ class Profile(abc.ABC):
     @abc.abstractmethod
     def fault_kill_revision(self, name: str, revision: str, sig: int = 9) -> list[int]: ...
 
+    def fault_refusal(self, fault: str) -> str | None:
+        """Why the canary fault `fault` ("kill-canary", "stop-prometheus") would be refused here, or
+        None: asked when the session plans its scenarios, so a refused one is skipped with the reason
+        instead of being judged without its fault. Locally every fault acts only on the harness's
+        own processes and none is refused."""
+        return None
+
     def versions(self) -> dict[str, Any]:
         return self.row.versions()
 

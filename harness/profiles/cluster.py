@@ -27,7 +27,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from harness.cluster.commands import Kubectl
-from harness.cluster.errors import ClusterError
+from harness.cluster.errors import ChaosRefused, ClusterError
 from harness.cluster.faults import ClusterFaults
 from harness.cluster.gpu import placement_evidence, unschedulable_when_cordoned
 from harness.cluster.guard import ChaosGuard
@@ -404,6 +404,19 @@ class ClusterProfile(Profile):
         return self.metric_dialect_name
 
     # ------------------------------------------------------------ faults (guarded)
+    def fault_refusal(self, fault: str) -> str | None:
+        """The guard's answer for the namespace the fault acts in, read now (labels can change)."""
+        assert self.guard is not None, "stack not started"
+        where = {"kill-canary": (self.namespace, "delete the canary revision's pods"),
+                 "stop-prometheus": (self.spec.system_namespace, "scale seamcheck's Prometheus to 0")}
+        if fault not in where:
+            return None
+        try:
+            self.guard.check(*where[fault])
+        except ChaosRefused as exc:
+            return str(exc)
+        return None
+
     def fault_stop_prometheus(self) -> None:
         assert self.faults is not None, "stack not started"
         self.faults.scale(self.spec.system_namespace, "prometheus", 0)
@@ -413,8 +426,10 @@ class ClusterProfile(Profile):
                    what="Prometheus's pod to be gone", deadline_s=self.config.component_deadline_s)
 
     def fault_restore_prometheus(self) -> None:
+        """Never refused (undoing is not chaos); nothing to do when the stop never happened."""
         assert self.faults is not None, "stack not started"
-        self.faults.scale(self.spec.system_namespace, "prometheus", 1)
+        if not self.faults.restore_scale(self.spec.system_namespace, "prometheus"):
+            return
         wait_deployments_available(self.api, self.spec.system_namespace, names=["prometheus"],
                                    deadline_s=self.config.component_deadline_s)
         wait_http(f"{self.endpoints['prometheus']}/-/ready", what="Prometheus back",

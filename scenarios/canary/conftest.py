@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.canary.plan import ScenarioPlan
-from harness.canary.scenarios import ScenarioRunner, conformance_table, judge_makers, planned_scenarios
+from harness.canary.scenarios import (ScenarioRunner, conformance_table, judge_makers, planned_scenarios,
+                                      refused_scenarios)
 from harness.item_order import sort_items_under
 from harness.pipeline.params import trained_version
 from harness.serving.isvc import IsvcClient, service_from_template, storage_uri_of
@@ -66,7 +67,9 @@ def canary_suite(request, stack, deployment, model_copies, judge_specs, run_sett
     1000 requests to a canary weighted 30% (twice, every server UP, weights 175/75); a new
     backend splits 700/300 exactly."""
     items = request.session.items
-    plan = planned_scenarios(items)
+    planned = planned_scenarios(items)
+    refused = refused_scenarios(stack, planned)  # their tests skip with the guard's reason
+    plan = [s for s in planned if s.name not in refused]
     main = [CANARY_ISVC, f"{CANARY_ISVC}-b"] if any(not s.beside for s in plan) else []
     beside = f"{CANARY_ISVC}-beside" if any(s.beside for s in plan) else None
     split = f"{CANARY_ISVC}-split" if any(SPLIT_FIXTURE in item.fixturenames for item in items) else None
@@ -82,7 +85,7 @@ def canary_suite(request, stack, deployment, model_copies, judge_specs, run_sett
         runner = ScenarioRunner(stack, ScenarioPlan(tuple(plan), tuple(main), beside), make_copy=model_copies,
                                 train_version=trained_version(deployment.run),
                                 judges=judge_makers(judge_specs, run_settings.judge_factories),
-                                workdir=tmp_path_factory.mktemp("canary"))
+                                workdir=tmp_path_factory.mktemp("canary"), refused=refused)
         runner.start()
         yield CanarySuite(runner, split)
     finally:
