@@ -9,8 +9,8 @@ import pytest
 
 from harness.cluster.errors import ChaosRefused, ClusterError
 from harness.cluster.guard import ChaosGuard
-from harness.matrix import load_matrix
 from harness.errors import ProfileError
+from harness.matrix import load_matrix
 from harness.profiles.cloud import CloudProfile, preflight
 from harness.settings import StackConfig
 from tests.fake_apiserver import FakeApiServer
@@ -198,3 +198,50 @@ def test_the_session_ends_with_the_refusal_as_its_one_error_line(tmp_path) -> No
     assert done.returncode != 0
     assert len(errors) == 1 and errors[0].startswith("ERROR: seamcheck: context 'team-a' may not list deployments"), \
         done.stdout + done.stderr
+
+
+def _second_run_profile(fake: FakeApiServer, **config) -> CloudProfile:
+    from harness.cluster.commands import Kubectl
+    from harness.serving.isvc import IsvcClient
+
+    fake.put(namespace("model-serving"))
+    profile = _profile(fake, **config)
+    profile.kubectl = Kubectl(context="team-a")
+    profile._isvc = IsvcClient(profile.api, profile.namespace, on_write=profile._own_service)
+    return profile
+
+
+def test_the_services_a_run_made_are_deleted_at_teardown_and_listed_for_the_reaper_first(tmp_path) -> None:
+    from harness.ledger.ledger import Ledger, activated
+    from harness.ledger.records import read_state
+    from tests.test_cluster_api import isvc
+
+    record = Ledger(tmp_path / "ledgers", "second-run")
+    with FakeApiServer() as fake, activated(record):
+        profile = _second_run_profile(fake)
+        profile.isvc.create_or_patch(isvc("rc-canary", "s3://models/v1"))
+        profile._own_service("recommendation-classifier")  # what run_pipeline does for its deploy step
+        pending = [e.what["argv"] for e in read_state(record.path).pending(("command",))]
+        # listed before the service was made: a killed session's reaper deletes it too
+        assert pending == [["kubectl", "--context", "team-a", "delete", "inferenceservice", name, "-n",
+                            "model-serving", "--ignore-not-found", "--wait=false"]
+                           for name in ("rc-canary", "recommendation-classifier")]
+        profile.teardown()
+        assert fake.get("serving.kserve.io/v1beta1", "InferenceService", "rc-canary", "model-serving") is None
+        assert read_state(record.path).pending(("command",)) == []
+    record.close()
+
+
+def test_keep_stack_keeps_the_services_and_tells_the_reaper_so(tmp_path) -> None:
+    from harness.ledger.ledger import Ledger, activated
+    from harness.ledger.records import read_state
+    from tests.test_cluster_api import isvc
+
+    record = Ledger(tmp_path / "ledgers", "kept-run")
+    with FakeApiServer() as fake, activated(record):
+        profile = _second_run_profile(fake, keep_stack=True)
+        profile.isvc.create_or_patch(isvc("rc-canary", "s3://models/v1"))
+        profile.teardown()
+        assert fake.get("serving.kserve.io/v1beta1", "InferenceService", "rc-canary", "model-serving") is not None
+        assert read_state(record.path).pending(("command",)) == []
+    record.close()

@@ -21,6 +21,7 @@ from harness.chaos.runner import experiment_files
 from harness.matrix import DEFAULT_MATRIX_PATH, MatrixError, load_matrix
 from harness.pipeline.dataset import holdout_rows, write_dataset
 from harness.pipeline.params import ISVC_NAME, MODEL_NAME, pipeline_params, trained_version
+from harness.report.summary import new_run_id
 from harness.serving.isvc import storage_uri_of
 from harness.settings import StackConfig
 
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         profile.start()
         data = write_dataset(str(profile.state / "data" / "recommendation.parquet"))
         _say("running the pipeline once (train -> register -> serve) ...")
-        run = profile.run_pipeline(pipeline_params(profile, data), name="seamcheck-stack")
+        run = profile.run_pipeline(pipeline_params(profile, data, run_id=new_run_id()),
+                                   name="seamcheck-stack")
         if not run.succeeded:
             print(f"ERROR: seamcheck-stack: the pipeline run failed: {run.error}", file=sys.stderr)
             return 1

@@ -3,18 +3,24 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EXPERIMENT", "ISVC_NAME", "MODEL_NAME", "pipeline_params", "trained_version"]
+__all__ = ["EXPERIMENT_PREFIX", "ISVC_NAME", "MODEL_NAME", "experiment_name", "pipeline_params", "trained_version"]
 
 MODEL_NAME = "recommendation-classifier"
 ISVC_NAME = "recommendation-classifier"
-EXPERIMENT = "seamcheck-conformance"
+EXPERIMENT_PREFIX = "seamcheck-conformance"
 
 
-def pipeline_params(profile: Any, data_path: str, **overrides: Any) -> dict[str, Any]:
+def experiment_name(run_id: str) -> str:
+    """The MLflow experiment of one run's pipeline: its own, so a second run against an MLflow that
+    stays (a cloud cluster's) finds exactly its own runs there."""
+    return f"{EXPERIMENT_PREFIX}-{run_id}"
+
+
+def pipeline_params(profile: Any, data_path: str, *, run_id: str, **overrides: Any) -> dict[str, Any]:
     params = {
         **profile.default_pipeline_params(),
         "data_path": data_path,
-        "mlflow_experiment": EXPERIMENT,
+        "mlflow_experiment": experiment_name(run_id),
         "model_name": MODEL_NAME,
         "isvc_name": ISVC_NAME,
         "canary_traffic_percent": 20,

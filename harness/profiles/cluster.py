@@ -110,6 +110,7 @@ class ClusterProfile(Profile):
         self._isvc: IsvcClient | None = None
         self._compiled: Path | None = None
         self._uploaded: list[str] = []
+        self._services: list[str] = []  # InferenceServices this session made or had its pipelines deploy
         self._timings: dict[str, float] = {}
         self._torn_down = False
 
@@ -161,7 +162,7 @@ class ClusterProfile(Profile):
         self.proxy = HostRoutingProxy(lambda: self.endpoints["ingress"])
         self.guard = ChaosGuard.of(self.api, self._chaos_namespaces(), cluster=self._cluster_label())
         self.faults = ClusterFaults(self.api, self.guard, self.say, kubectl=self.kubectl.argv)
-        self._isvc = IsvcClient(self.api, self.namespace)
+        self._isvc = IsvcClient(self.api, self.namespace, on_write=self._own_service)
         self._timings["stack_start_s"] = time.monotonic() - started
         self.say(f"{self.name} stack ready in {self._timings['stack_start_s']:.0f}s (state in {self.state})")
 
@@ -215,6 +216,7 @@ class ClusterProfile(Profile):
         self._torn_down = True
         for what, action in (("fault cleanup", lambda: self.faults and self.faults.cleanup()),
                              ("uploaded pipelines", self._delete_uploaded),
+                             ("InferenceServices", self._delete_services),
                              ("ingress proxy", lambda: self.proxy and self.proxy.close()),
                              ("port-forwards and processes", self._stop_processes),
                              ("cluster", self._cluster_teardown)):
@@ -226,6 +228,30 @@ class ClusterProfile(Profile):
 
     def _stop_processes(self) -> None:
         self.registry.stop_all()
+
+    def _own_service(self, name: str) -> None:
+        """Note an InferenceService this session makes (itself, or through a pipeline's deploy step),
+        with its deletion in the run ledger first: a killed session's reaper deletes it too."""
+        if name in self._services:
+            return
+        self._services.append(name)
+        ledger.active().intend("command", key=f"isvc:{self.namespace}/{name}", timeout_s=60,
+                               argv=self.kubectl.argv("delete", "inferenceservice", name, "-n", self.namespace,
+                                                      "--ignore-not-found", "--wait=false"))
+
+    def _delete_services(self) -> None:
+        """Delete them (unless --keep-stack): a second run on the same cluster starts from none, and
+        a predictor's pods do not keep costing after the run."""
+        record = ledger.active()
+        for name in self._services:
+            key = f"isvc:{self.namespace}/{name}"
+            if self.config.keep_stack:
+                record.keep_key("command", key)
+                continue
+            if self._isvc is not None:
+                self._isvc.delete(name)
+            record.release_key("command", key)
+        self._services.clear()
 
     def _delete_uploaded(self) -> None:
         if not self._uploaded or "kfp" not in self.endpoints:
@@ -290,6 +316,8 @@ class ClusterProfile(Profile):
         run_dir = self.state / "pipeline-runs" / name
         run_dir.mkdir(parents=True, exist_ok=True)
         params = dict(params)
+        if params.get("isvc_name"):
+            self._own_service(str(params["isvc_name"]))
         if "data_path" in params:
             params["data_path"] = self.stage_data(str(params["data_path"]), name)
         (run_dir / "params.json").write_text(json.dumps(params, indent=2))

@@ -87,9 +87,11 @@ def summarize(isvc: dict) -> str:
 
 
 class IsvcClient:
-    def __init__(self, api_client: k8s.ApiClient, namespace: str) -> None:
+    def __init__(self, api_client: k8s.ApiClient, namespace: str, *,
+                 on_write: Callable[[str], None] | None = None) -> None:
         self.api = k8s.CustomObjectsApi(api_client)
         self.namespace = namespace
+        self.on_write = on_write  # called with the name before every create_or_patch: who cleans it up
 
     def get(self, name: str) -> dict:
         return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
@@ -106,6 +108,8 @@ class IsvcClient:
     def create_or_patch(self, manifest: dict) -> tuple[str, dict]:
         """The seed's deploy logic: PATCH, and CREATE on 404. Returns ("patched"|"created", object)."""
         name = manifest["metadata"]["name"]
+        if self.on_write is not None:
+            self.on_write(name)
         try:
             return "patched", self.api.patch_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURAL, name, manifest)

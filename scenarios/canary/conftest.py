@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 
 from harness.canary.plan import ScenarioPlan
-from harness.canary.scenarios import (ScenarioRunner, conformance_table, judge_makers, planned_scenarios,
-                                      refused_scenarios)
+from harness.canary.scenarios import (
+    ScenarioRunner,
+    conformance_table,
+    judge_makers,
+    planned_scenarios,
+    refused_scenarios,
+)
 from harness.item_order import sort_items_under
 from harness.pipeline.params import trained_version
 from harness.serving.isvc import IsvcClient, service_from_template, storage_uri_of

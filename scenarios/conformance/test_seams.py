@@ -17,7 +17,7 @@ from harness.metrics.dialects import DIALECTS, render
 from harness.metrics.prometheus import wait_for_scalar
 from harness.pipeline.compile import inspect_compiled
 from harness.pipeline.dataset import holdout_rows, make_dataset
-from harness.pipeline.params import EXPERIMENT, MODEL_NAME, trained_version
+from harness.pipeline.params import MODEL_NAME, trained_version
 from harness.seams import ServedRevision, metric_mismatches, mlmodel_run_id, served_run_problems
 from harness.serving.isvc import (
     IsvcFailed,
@@ -96,8 +96,10 @@ def test_exactly_one_mlflow_run_with_params_and_metrics(pipeline_run, train_outp
                                                        dataset_path) -> None:
     with seam.check("mlflow-run-logged", "exactly one MLflow run with the logged params and metrics; "
                                          "KFP's metrics equal MLflow's") as ev:
-        experiment = mlflow_client.get_experiment_by_name(EXPERIMENT)
-        assert experiment is not None, f"experiment {EXPERIMENT} does not exist in MLflow"
+        name = pipeline_run.params["mlflow_experiment"]  # the run's own (per-run name)
+        ev["experiment"] = name
+        experiment = mlflow_client.get_experiment_by_name(name)
+        assert experiment is not None, f"experiment {name} does not exist in MLflow"
         runs = mlflow_client.search_runs([experiment.experiment_id])
         ev["runs"] = [r.info.run_id for r in runs]
         assert len(runs) == 1, f"expected exactly one run, found {len(runs)}"
