@@ -19,7 +19,7 @@ from harness.errors import ConfigError
 from harness.matrix import DEFAULT_MATRIX_PATH
 
 __all__ = ["GROUPS", "OPTIONS", "PORT_COMPONENTS", "Option", "option", "options_markdown", "parse_bool",
-           "parse_namespaces", "parse_port", "port_flag"]
+           "parse_namespaces", "parse_port", "parse_requests", "port_flag"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -53,6 +53,25 @@ def parse_namespace(raw: str, name: str) -> str:
         raise ConfigError(f"{name}={raw!r} is not a Kubernetes namespace name; use lower-case letters, digits and "
                           "'-' (at most 63, starting and ending with a letter or digit)")
     return raw
+
+
+def parse_requests(raw: str, name: str) -> dict[str, str]:
+    """cpu=250m,memory=1Gi: a pod's resource requests, each a Kubernetes quantity."""
+    from kubernetes.utils import parse_quantity
+
+    requests: dict[str, str] = {}
+    for part in (p.strip() for p in raw.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in ("cpu", "memory") or not value.strip():
+            raise ConfigError(f"{name}={raw!r}: {part!r} is not cpu=<quantity> or memory=<quantity>; write e.g. "
+                              "cpu=250m,memory=1Gi")
+        try:
+            parse_quantity(value.strip())
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: {value.strip()!r} is not a Kubernetes quantity (250m, 1, 1Gi, "
+                              "512Mi)") from None
+        requests[key.strip()] = value.strip()
+    return requests
 
 
 def parse_namespaces(raw: str, name: str) -> tuple[str, ...]:
@@ -157,6 +176,9 @@ OPTIONS: tuple[Option, ...] = (
                                      "the label seamcheck.io/chaos=allowed)", parse=parse_namespaces,
            group="cluster"),
     Option("--keep-cluster", False, "kind: keep the cluster it created", switch=True, group="cluster"),
+    Option("--predictor-requests", None, "clusters: the predictors' resource requests, e.g. cpu=250m,memory=1Gi "
+                                         "(default: kind cpu=250m,memory=1Gi, cloud the seed's cpu=1,memory=2Gi)",
+           parse=parse_requests, group="cluster"),
     Option("--install-stack", False, "cloud: install the row's components the cluster lacks instead of only "
                                      "discovering them", switch=True, group="cluster"),
     Option("--stack-manifest", None, "write where the stack lives (state folder, process ids) to this file, for "

@@ -180,6 +180,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     ledger.active().sweep_dead_runs()
     try:
         settings.profile_class().preflight(settings.stack, settings.row)
+        suites = frozenset(s for item in session.items for s in SUITES if item.get_closest_marker(s) is not None)
+        settings.profile_class().check_capacity(settings.stack, settings.row, suites)
     except SeamcheckError as exc:  # every preflight failure is a usage problem with a fix in its text
         raise pytest.UsageError(f"seamcheck: {exc}") from None
 

@@ -45,6 +45,7 @@ class StackConfig:
     kind_cluster: str = "seamcheck"  # kind: the cluster's name
     install_stack: bool = False  # cloud: install the row's missing components instead of only discovering
     chaos_namespaces: tuple[str, ...] = ()  # clusters: where chaos may act (with the namespace label too)
+    predictor_requests: dict[str, str] | None = None  # clusters: the predictors' requests (None: the profile's)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class RunSettings:
             kubeconfig=values["--kubeconfig"], kube_context=values["--kube-context"],
             keep_cluster=values["--keep-cluster"], kind_bin=values["--kind-bin"], kind_image=values["--kind-image"],
             kind_cluster=values["--kind-cluster"], install_stack=values["--install-stack"],
-            chaos_namespaces=values["--chaos-namespaces"])
+            chaos_namespaces=values["--chaos-namespaces"], predictor_requests=values["--predictor-requests"])
         return cls(profile=profile, matrix=matrix, row=row, rows=tuple(selected) if selected is not None else None,
                    stack=stack, reports_dir=values["--reports-dir"], run_id=values["--run-id"] or new_run_id(),
                    judges=judges, matrix_gate=values["--matrix-gate"], ledger_dir=values["--ledger-dir"],

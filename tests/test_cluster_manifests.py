@@ -300,7 +300,7 @@ ISVC_SCHEMA = {
 }
 
 
-def _seed_deploy_manifest() -> dict:
+def _seed_deploy_manifest(predictor_requests: str = "") -> dict:
     """The InferenceService the pipeline's deploy step builds, read from its source (the dict
     literal in harness/pipeline/components.py) so this test follows the real step."""
     tree = ast.parse((REPO / "harness/pipeline/components.py").read_text())
@@ -309,7 +309,8 @@ def _seed_deploy_manifest() -> dict:
                   and any(isinstance(t, ast.Name) and t.id == "inference_service" for t in n.targets))
     names = {"isvc_name": "recommendation-classifier", "serving_namespace": "model-serving",
              "mlflow_run_id": "0123456789abcdef", "canary_traffic_percent": 20,
-             "storage_uri": "s3://mlflow-artifacts/1/0123456789abcdef/artifacts/model"}
+             "storage_uri": "s3://mlflow-artifacts/1/0123456789abcdef/artifacts/model",
+             "predictor_requests": predictor_requests, "json": json}
     return eval(compile(ast.Expression(assign.value), "components.py", "eval"), {}, names)  # noqa: S307
 
 
@@ -319,9 +320,12 @@ def test_inference_services_validate_against_the_derived_kserve_schema() -> None
     seed = _seed_deploy_manifest()
     canary = service_from_template(seed, "rc-canary", storage_uri_of(seed))  # every suite's manifest builder
     broken = with_storage_uri(seed, storage_uri_of(seed)[:-6])
+    smaller = _seed_deploy_manifest('{"cpu": "250m", "memory": "1Gi"}')  # the kind profile's requests
+    assert smaller["spec"]["predictor"]["model"]["resources"]["requests"] == {"cpu": "250m", "memory": "1Gi"}
+    assert seed["spec"]["predictor"]["model"]["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
     for version in sorted({v for row in MATRIX.rows.values() for v in row.kubernetes}):
         validator = jsonschema.Draft202012Validator(ISVC_SCHEMA, registry=_k8s_registry(version))
-        for manifest in (seed, canary, broken):
+        for manifest in (seed, canary, broken, smaller):
             validator.validate(manifest)
     # The schema is not a rubber stamp: the seed's own mistakes are caught.
     validator = jsonschema.Draft202012Validator(ISVC_SCHEMA, registry=_k8s_registry("1.30"))

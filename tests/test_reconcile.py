@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from harness.local.reconcile import (
+    HPA,
+    KPA,
     KsvcGenerations,
     RevisionView,
+    autoscaler_class,
     conditions,
     ksvc_traffic,
     min_scale,
@@ -95,6 +98,24 @@ def test_the_knative_service_generation_moves_on_with_kserves_own_traffic_rewrit
                          ids=["reachable", "unreachable", "min-scale-set-but-unreachable", "absent"])
 def test_min_scale_as_knatives_scale_bounds(min_replicas: int, reachable: bool, expected: int) -> None:
     assert min_scale(min_replicas, reachable=reachable) == expected
+
+
+# The same bounds under the HPA class: MakeHPA sets minReplicas only when the bound is > 0, and an
+# HPA's unset minReplicas is 1 (knative/serving pkg/reconciler/autoscaling/hpa/resources/hpa.go).
+@pytest.mark.parametrize(("min_replicas", "reachable", "expected"), [(2, True, 2), (1, False, 1), (0, True, 1)],
+                         ids=["reachable", "unreachable-keeps-one", "absent-keeps-one"])
+def test_min_scale_under_the_hpa_class_never_reaches_zero(min_replicas: int, reachable: bool, expected: int) -> None:
+    assert min_scale(min_replicas, reachable=reachable, autoscaler=HPA) == expected
+
+
+def test_kserve_serverless_mode_ignores_its_own_autoscaler_class_annotation() -> None:
+    """The seed's `serving.kserve.io/autoscalerClass: hpa` leaves a Serverless predictor on KPA;
+    only Knative's own key changes the class (KServe v0.14.1 ksvc_reconciler.go)."""
+    assert autoscaler_class({"serving.kserve.io/autoscalerClass": "hpa"}) == KPA
+    assert autoscaler_class({"autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"}) == HPA
+    plan = scale_plan([_rev("old", min_replicas=2, autoscaler=HPA), _rev("old-kpa", min_replicas=2)], {},
+                      grace_s=30.0)
+    assert plan.scale_to_zero == ["old-kpa"]
 
 
 def _rev(name: str, **kw) -> RevisionView:

@@ -576,7 +576,8 @@ class KServeEmulation:
         plan = reconcile.scale_plan([reconcile.RevisionView(
             r.name, ready=r.state == "Ready", has_replicas=bool(r.replicas), starting=r.starting,
             scaled_to_zero=r.scaled_to_zero, cold_start_failed=bool(r.cold_start_failed),
-            min_replicas=r.min_replicas, idle_s=now - r.last_traffic_at) for r in revisions], shares,
+            min_replicas=r.min_replicas, idle_s=now - r.last_traffic_at,
+            autoscaler=reconcile.autoscaler_class(annotations)) for r in revisions], shares,
             grace_s=self.config.scale_to_zero_after_s)
         by_name = {r.name: r for r in revisions}
         for rev_name in plan.touched:

@@ -8,7 +8,8 @@ that upstream's own tests (tests/test_reconcile.py).
 - ``propagate_rollout``: KServe's rolled-out bookkeeping (latest / previous rolled-out revision);
 - ``KsvcGenerations``: the Knative Service's generation, which KServe copies into the
   InferenceService's ``status.observedGeneration``;
-- ``min_scale`` and ``scale_plan``: Knative's scale bounds (min-scale only for reachable revisions)
+- ``autoscaler_class``, ``min_scale`` and ``scale_plan``: the revision's autoscaler class as KServe
+  sets it, Knative's scale bounds (min-scale only for reachable revisions; never zero under HPA)
   and what the emulation starts and scales to zero;
 - ``conditions``: the Ready condition set KServe propagates from the Knative Service.
 """
@@ -20,8 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Condition", "KsvcGenerations", "RevisionView", "ScalePlan", "conditions", "ksvc_traffic",
-           "min_scale", "per_revision", "propagate_rollout", "resolve_traffic", "scale_plan"]
+
+__all__ = ["CLASS_ANNOTATION", "HPA", "KPA", "Condition", "KsvcGenerations", "RevisionView", "ScalePlan",
+           "autoscaler_class", "conditions", "ksvc_traffic", "min_scale", "per_revision", "propagate_rollout",
+           "resolve_traffic", "scale_plan"]
 
 Condition = tuple[str, str, str]  # (status, reason, message)
 _TRUE: Condition = ("True", "", "")
@@ -124,11 +127,29 @@ class KsvcGenerations:
 
 
 # ------------------------------------------------------------------------------ scaling
-def min_scale(min_replicas: int, *, reachable: bool) -> int:
+KPA, HPA = "kpa.autoscaling.knative.dev", "hpa.autoscaling.knative.dev"
+CLASS_ANNOTATION = "autoscaling.knative.dev/class"
+
+
+def autoscaler_class(annotations: Mapping[str, str]) -> str:
+    """The revision's Knative autoscaler class in KServe's Serverless mode: the InferenceService's
+    ``autoscaling.knative.dev/class`` when it sets one, else KPA (KServe v0.14.1
+    pkg/controller/v1beta1/inferenceservice/reconcilers/knative/ksvc_reconciler.go, "User can pass
+    down scaling class annotation to overwrite the default scaling KPA"). KServe's own
+    ``serving.kserve.io/autoscalerClass`` (the seed's ``hpa``) is read only by the RawDeployment
+    reconciler (reconcilers/autoscaler/autoscaler_reconciler.go, from raw_kube_reconciler.go) and
+    changes nothing here."""
+    return HPA if annotations.get(CLASS_ANNOTATION) == HPA else KPA
+
+
+def min_scale(min_replicas: int, *, reachable: bool, autoscaler: str = KPA) -> int:
     """Knative v1.13 ``PodAutoscaler.ScaleBounds`` (pkg/apis/autoscaling/v1alpha1/pa_lifecycle.go):
     min-scale holds only while the revision is reachable (a route names it); an unreachable one
-    may go to zero whatever its min-scale."""
-    return min_replicas if reachable else 0
+    may go to zero whatever its min-scale. Under the HPA class the floor is one pod: ``MakeHPA``
+    (pkg/reconciler/autoscaling/hpa/resources/hpa.go) leaves the HPA's minReplicas unset when the
+    bound is 0, and Kubernetes defaults it to 1, so an HPA-class revision never goes to zero."""
+    bound = min_replicas if reachable else 0
+    return max(bound, 1) if autoscaler == HPA else bound
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,7 @@ class RevisionView:
     cold_start_failed: bool
     min_replicas: int
     idle_s: float  # seconds since traffic last named it
+    autoscaler: str = KPA  # the revision's Knative autoscaler class (autoscaler_class)
 
 
 @dataclass(frozen=True)
@@ -166,7 +188,8 @@ def scale_plan(revisions: Iterable[RevisionView], shares: Mapping[str, int], *, 
         retry.append(rev.name)
         reachable = rev.name in shares  # named at 0% (a rolled-back canary) is still routed
         if (rev.ready and rev.has_replicas and not rev.starting
-                and min_scale(rev.min_replicas, reachable=reachable) == 0 and rev.idle_s > grace_s):
+                and min_scale(rev.min_replicas, reachable=reachable, autoscaler=rev.autoscaler) == 0
+                and rev.idle_s > grace_s):
             zero.append(rev.name)
     return ScalePlan(cold, zero, retry, touched)
 

@@ -341,13 +341,19 @@ def deploy_to_kserve(
     serving_namespace: str,
     isvc_name: str = "recommendation-classifier",
     canary_traffic_percent: int = 20,
+    predictor_requests: str = "",
 ) -> NamedTuple("Outputs", [("storage_uri", str), ("isvc_name", str)]):
     """Creates or patches the KServe InferenceService that serves the MLflow model.
+
+    predictor_requests: "" keeps the seed's requests (1 CPU, 2Gi); else a JSON object such as
+    {"cpu": "250m", "memory": "1Gi"} replaces them (the limits stay the seed's): a kind node is a
+    share of a CI runner, where the seed's whole CPU per pod does not fit the suite's services.
 
     storageUri = the run's artifact_uri + "/model" (the document's fix for "Could not find an
     MLmodel configuration file"). Cluster credentials: in-cluster service account, else the
     kubeconfig named by KUBECONFIG (the harness points that at its local API emulation).
     """
+    import json
     from collections import namedtuple
 
     from kubernetes import client, config
@@ -397,7 +403,8 @@ def deploy_to_kserve(
                     "protocolVersion": "v2",
                     "storageUri": storage_uri,
                     "resources": {
-                        "requests": {"cpu": "1", "memory": "2Gi"},
+                        "requests": json.loads(predictor_requests) if predictor_requests
+                        else {"cpu": "1", "memory": "2Gi"},
                         "limits": {"cpu": "2", "memory": "4Gi"},
                     },
                 },

@@ -94,6 +94,7 @@ def build_pipeline(packages: "list[str] | None"):
         n_estimators: int = LOCAL_TRAINING_PARAMS["n_estimators"],
         max_depth: int = LOCAL_TRAINING_PARAMS["max_depth"],
         learning_rate: float = LOCAL_TRAINING_PARAMS["learning_rate"],
+        predictor_requests: str = "",
     ):
         train_task = _training_steps(c, data_path, mlflow_tracking_uri, mlflow_experiment, model_name,
                                      n_estimators, max_depth, learning_rate)
@@ -114,6 +115,7 @@ def build_pipeline(packages: "list[str] | None"):
                 serving_namespace=serving_namespace,
                 isvc_name=isvc_name,
                 canary_traffic_percent=canary_traffic_percent,
+                predictor_requests=predictor_requests,
             )
 
     return recommendation_training_pipeline

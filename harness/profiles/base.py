@@ -70,6 +70,12 @@ class Profile(abc.ABC):
         """Before any process starts: what this profile needs is there (tools, free fixed ports,
         a reachable cluster). Raise ProfileError (or ConfigError) naming the fix. Default: nothing."""
 
+    @classmethod
+    def check_capacity(cls, config: StackConfig, row: Row, suites: frozenset[str]) -> None:
+        """Before anything is installed: the selected suites' peak fits where the stack will run.
+        Raise ProfileError with the figures and the fix. Default: nothing (the local profile's
+        processes are not scheduled by requests)."""
+
     @abc.abstractmethod
     def start(self) -> None: ...
 

@@ -25,6 +25,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from harness.cluster.access import check_cluster_reads, check_kfp_single_user
+from harness.cluster.capacity import Demand, NodeRoom, cluster_rooms
 from harness.cluster.commands import Kubectl
 from harness.cluster.discover import Discovered, compare, discover
 from harness.cluster.errors import ClusterError
@@ -120,6 +121,17 @@ class CloudProfile(ClusterProfile):
     @classmethod
     def preflight(cls, config: StackConfig, row: Row) -> None:
         preflight(config, row)
+
+    @classmethod
+    def _installs_upstream(cls, config: StackConfig) -> bool:
+        return config.install_stack  # else the cluster runs them already: their requests are on its nodes
+
+    @classmethod
+    def _rooms(cls, config: StackConfig, row: Row, demand: Demand) -> tuple[list[NodeRoom], str, str]:
+        context = config.kube_context or "the current context"
+        return (cluster_rooms(api_client(config.kubeconfig, config.kube_context)), f"the cluster of {context}",
+                "add nodes (or free some), lower the predictors' requests (--predictor-requests "
+                "cpu=250m,memory=1Gi), or select fewer suites (-m conformance)")
 
     def __init__(self, config: StackConfig, row: Row, *, progress: Callable[[str], None] | None = None) -> None:
         super().__init__(config, row, _cloud_spec(config, row), progress=progress)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import boto3
@@ -26,6 +26,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from harness.cluster.capacity import Demand, NodeRoom, check_fits, session_demand, stack_requests
 from harness.cluster.commands import Kubectl
 from harness.cluster.errors import ChaosRefused, ClusterError
 from harness.cluster.faults import ClusterFaults
@@ -56,7 +57,12 @@ from harness.serving.isvc import IsvcClient, predictor_status
 from harness.serving.storage import read_storage_file
 from harness.settings import StackConfig
 
-__all__ = ["ClusterProfile", "api_client"]
+__all__ = ["COMPILED_TRAIN_REQUESTS", "SEED_PREDICTOR_REQUESTS", "ClusterProfile", "api_client"]
+
+#: What the seed's deploy step asks for each predictor (harness/pipeline/components.py deploy_to_kserve)
+SEED_PREDICTOR_REQUESTS = {"cpu": "1", "memory": "2Gi"}
+#: The train task as compiled: KFP makes its limits (4 CPU, 16Gi) its requests too
+COMPILED_TRAIN_REQUESTS = {"cpu": "4", "memory": "16Gi"}
 
 MLFLOW_SELECTOR = {"app.kubernetes.io/name": "mlflow"}
 REVISION_LABEL = "serving.knative.dev/revision"
@@ -80,6 +86,8 @@ class ClusterProfile(Profile):
     metric_dialect_name = "knative"
     #: train task resources for the cluster's nodes (kind: a CI runner), None to keep them
     fit: dict[str, Any] | None = None
+    #: The predictors' requests when --predictor-requests is not given (None: the seed's).
+    default_predictor_requests: ClassVar[dict[str, str] | None] = None
     drop_accelerator = False
     gpu_toleration = True
     kfp_poll_s = 5.0  # how often a run's state is read
@@ -292,7 +300,37 @@ class ClusterProfile(Profile):
 
     def default_pipeline_params(self) -> dict[str, Any]:
         # Tasks run in the cluster: they reach MLflow by its Service, not by this machine's port.
-        return {"mlflow_tracking_uri": self.spec.in_cluster()["mlflow"], "serving_namespace": self.namespace}
+        params = {"mlflow_tracking_uri": self.spec.in_cluster()["mlflow"], "serving_namespace": self.namespace}
+        requests = self.config.predictor_requests or self.default_predictor_requests
+        if requests:  # the deploy step writes them instead of the seed's (the canary services copy them)
+            params["predictor_requests"] = json.dumps(requests, sort_keys=True)
+        return params
+
+    @classmethod
+    def check_capacity(cls, config: StackConfig, row: Row, suites: frozenset[str]) -> None:
+        demand = cls._demand(config, row, suites)
+        rooms, where, remedy = cls._rooms(config, row, demand)
+        check_fits(demand, rooms, where=where, remedy=remedy)
+
+    @classmethod
+    def _demand(cls, config: StackConfig, row: Row, suites: frozenset[str]) -> Demand:
+        stack_cpu_m, stack_memory_mi = stack_requests(row.cluster)
+        if not cls._installs_upstream(config):
+            stack_cpu_m = stack_memory_mi = 0  # already running: in the nodes' requests, not added again
+        train = ({"cpu": str(cls.fit["cpu"]), "memory": f"{cls.fit['memory_gib']}Gi"} if cls.fit
+                 else dict(COMPILED_TRAIN_REQUESTS))
+        return session_demand(suites, predictor_requests=config.predictor_requests or cls.default_predictor_requests
+                              or SEED_PREDICTOR_REQUESTS, train_requests=train, stack_cpu_m=stack_cpu_m,
+                              stack_memory_mi=stack_memory_mi)
+
+    @classmethod
+    def _installs_upstream(cls, config: StackConfig) -> bool:
+        return True
+
+    @classmethod
+    def _rooms(cls, config: StackConfig, row: Row, demand: Demand) -> tuple[list[NodeRoom], str, str]:
+        """The nodes' room, where it is, and the fix to name when the demand does not fit."""
+        raise NotImplementedError
 
     def stage_data(self, data_path: str, run_name: str) -> str:
         """A local file or folder of parquet is copied to the in-cluster MinIO (tasks cannot read

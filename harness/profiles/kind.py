@@ -13,11 +13,14 @@ accelerator request is dropped from the submitted copy (the compiled YAML keeps 
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import psutil
 from kubernetes import client as k8s
 
+from harness.cluster.capacity import KIND_NODE_DAEMON_CPU_M, Demand, NodeRoom, kind_rooms
 from harness.cluster.commands import Kubectl
 from harness.cluster.errors import ClusterError
 from harness.cluster.gpu import FAKE_POOL_SELECTOR, advertise_fake_gpu, gpu_pool_problems
@@ -68,6 +71,19 @@ class KindProfile(ClusterProfile):
     # The train task asks for 4 CPU / 16Gi (limits, which KFP also makes requests); a kind node's
     # capacity is the CI runner's, so the submitted copy asks for what such a node can give.
     fit: dict[str, Any] | None = {"cpu": "1", "memory_gib": 2}
+    # A kind node is a share of the runner: the seed's whole CPU per predictor does not fit the
+    # canary suite's services on a 4-vCPU runner (docs/profiles.md has the figures).
+    default_predictor_requests = {"cpu": "250m", "memory": "1Gi"}
+
+    @classmethod
+    def _rooms(cls, config: StackConfig, row: Row, demand: Demand) -> tuple[list[NodeRoom], str, str]:
+        spec = kind_spec(config, row, config.profile)
+        cpus, memory_mi = os.cpu_count() or 1, psutil.virtual_memory().total // 2**20
+        per_node = -(-demand.peak.cpu_m // max(spec.workers, 1)) + KIND_NODE_DAEMON_CPU_M
+        return (kind_rooms(spec.workers, cpus, memory_mi),
+                f"this machine ({cpus} CPUs, {spec.workers} kind workers that each report them)",
+                f"run on a machine with at least {-(-per_node // 1000)} CPUs, lower the predictors' requests "
+                "(--predictor-requests cpu=100m,memory=512Mi), or select fewer suites (-m conformance)")
     drop_accelerator = True
     gpu_toleration = False
 
