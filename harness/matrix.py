@@ -57,7 +57,8 @@ UPGRADE_CHECKS: dict[str, str] = {
 }
 
 _ROW_KEYS = {"kind", "description", "python", "kfp_backend", "mlflow", "kserve", "kubernetes",
-             "roles", "kind_node_images", "cluster", "why", "upgrade_from", "accept"}
+             "roles", "kind_node_images", "cluster", "why", "upgrade_from", "accept", "image_replacements",
+             "hidden_images"}
 _ACCEPT_KEY = re.compile(r"^(?P<check>[a-z0-9-]+)(/(?P<facet>[A-Za-z0-9_+.:-]+))?$")
 _ROLE_KEYS = {"pins", "why", "image", "exclude_newer"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -104,6 +105,10 @@ class Row:
     upgrade_from: str = ""
     #: Known incompatibilities the matrix gate accepts: "<check>[/<facet>]" -> why.
     accept: Mapping[str, str] = field(default_factory=dict)
+    #: An image the row's upstream manifests name -> where a cluster install pulls it from instead.
+    image_replacements: Mapping[str, str] = field(default_factory=dict)
+    #: Images the manifests do not name but the components pull (compiled into a binary).
+    hidden_images: tuple[str, ...] = ()
 
     def role(self, name: str) -> Role:
         return self.roles[name]
@@ -235,6 +240,13 @@ def _parse_row(path: Path, name: str, raw: Any) -> Row:
     cluster = raw.get("cluster", {})
     if not isinstance(cluster, dict):
         raise MatrixError(f"{where}: cluster must be a table of component versions")
+    replacements = raw.get("image_replacements", {})
+    if not isinstance(replacements, dict) or not all(isinstance(v, str) and v for v in replacements.values()):
+        raise MatrixError(f"{where}: image_replacements must map an image to the image to pull instead "
+                          '("gcr.io/ml-pipeline/argoexec:v3.4.17-license-compliance" = "quay.io/argoproj/argoexec:v3.4.17")')
+    hidden = raw.get("hidden_images", [])
+    if not isinstance(hidden, list) or not all(isinstance(v, str) and v for v in hidden):
+        raise MatrixError(f"{where}: hidden_images must be a list of image references")
     return Row(
         name=name,
         kind=raw["kind"],
@@ -250,6 +262,8 @@ def _parse_row(path: Path, name: str, raw: Any) -> Row:
         why=str(raw.get("why", "")),
         upgrade_from=upgrade_from,
         accept=accept,
+        image_replacements=dict(replacements),
+        hidden_images=tuple(hidden),
     )
 
 

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import requests
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from harness.cluster.commands import Kubectl, run_cmd
 from harness.cluster.errors import ClusterError, WaitTimeout
+from harness.cluster.images import check_images, kfp_overlay, referenced_images, replaced
 from harness.cluster.render import RenderedManifests
 from harness.cluster.spec import ClusterSpec
 from harness.cluster.waits import (
@@ -37,7 +40,8 @@ from harness.cluster.waits import (
     wait_until,
 )
 
-__all__ = ["COMPONENTS", "Deadline", "Step", "install_plan", "run_plan"]
+__all__ = ["COMPONENTS", "COMPONENT_SOURCES", "Deadline", "Step", "install_images", "install_plan", "kfp_target",
+           "run_plan"]
 
 COMPONENTS = ("cert-manager", "knative", "kserve", "kfp", "seamcheck")
 RETRY_INTERVAL_S = 5.0
@@ -102,15 +106,71 @@ def _disable_istio_virtual_host(api: k8s.ApiClient, namespace: str = "kserve") -
                                      {"data": {"ingress": json.dumps(ingress, indent=2)}})
 
 
+#: The release files (URL keys of ClusterSpec.urls) and kustomize targets each component applies.
+COMPONENT_SOURCES = {"cert-manager": ("cert-manager",), "knative": ("knative-crds", "knative-core", "knative-hpa",
+                                                                  "net-kourier", "net-istio"),
+                     "kserve": ("kserve", "kserve-cluster-resources"),
+                     "kfp": ("kfp-cluster-scoped", "kfp-platform-agnostic")}
+_KUSTOMIZE_SOURCES = ("kfp-cluster-scoped", "kfp-platform-agnostic")
+
+
+def kfp_target(spec: ClusterSpec, replacements: Mapping[str, str], hidden_images: Iterable[str],
+               overlay_dir: Path) -> str:
+    """What `kubectl apply -k` applies for KFP: the remote env/platform-agnostic, or an overlay over
+    it that pulls the row's replacement images (harness/cluster/images.py kfp_overlay)."""
+    remote = spec.urls()["kfp-platform-agnostic"]
+    text = kfp_overlay(remote, replacements, hidden_images=hidden_images)
+    if text is None:
+        return remote
+    overlay_dir.mkdir(parents=True, exist_ok=True)
+    (overlay_dir / "kustomization.yaml").write_text(text)
+    return str(overlay_dir)
+
+
+def install_images(spec: ClusterSpec, kubectl: Kubectl, components: Iterable[str], *, kfp: str,
+                   replacements: Mapping[str, str], hidden_images: Iterable[str], timeout_s: float) -> list[str]:
+    """Every image installing `components` would pull: each source rendered as the install applies
+    it (release files fetched, kustomizations built), the replacements applied."""
+    urls = spec.urls()
+    found: list[str] = []
+    for component in components:
+        for key in COMPONENT_SOURCES.get(component, ()):
+            if key not in urls:
+                continue
+            if key in _KUSTOMIZE_SOURCES:
+                target = kfp if key == "kfp-platform-agnostic" else urls[key]
+                text = kubectl.run("kustomize", target, what=f"rendering {target}", timeout=timeout_s).stdout
+            else:
+                try:
+                    resp = requests.get(urls[key], timeout=timeout_s)
+                    resp.raise_for_status()
+                except requests.RequestException as exc:
+                    raise ClusterError(f"cannot fetch {urls[key]} to list its images: {type(exc).__name__}: "
+                                       f"{str(exc)[:200]}; the install needs that URL reachable") from None
+                text = resp.text
+            found += referenced_images(text)
+    if "kfp" in components:
+        found += list(hidden_images)
+    return replaced(found, replacements)
+
+
 def install_plan(spec: ClusterSpec, kubectl: Kubectl, api: k8s.ApiClient, manifests: RenderedManifests, *,
-                 components: Iterable[str] = COMPONENTS, helm: str = "helm") -> list[Step]:
-    """The steps that install `components` of `spec` (in dependency order)."""
+                 components: Iterable[str] = COMPONENTS, helm: str = "helm", kfp: str | None = None,
+                 images: Callable[[], list[str]] | None = None, check_image: Callable[[str], str | None] | None = None,
+                 row_name: str = "") -> list[Step]:
+    """The steps that install `components` of `spec` (in dependency order). `kfp`: what KFP's
+    step applies (kfp_target; default the remote); `images` and `check_image`: when both are
+    given, the first step checks every image the install would pull."""
     wanted = set(components)
     unknown = wanted - set(COMPONENTS)
     if unknown:
         raise ClusterError(f"unknown component(s) {sorted(unknown)}; known: {', '.join(COMPONENTS)}")
     urls = spec.urls()
+    kfp = kfp or urls["kfp-platform-agnostic"]
     steps: list[Step] = []
+    if images is not None and check_image is not None and wanted - {"seamcheck"}:
+        steps.append(Step("images the install would pull exist", "images", 600,
+                          lambda _deadline: check_images(images(), problem=check_image, row=row_name), ()))
 
     def add(name: str, component: str, deadline_s: float, action: Callable[[Deadline], None],
             *sources: str) -> None:
@@ -212,15 +272,13 @@ def install_plan(spec: ClusterSpec, kubectl: Kubectl, api: k8s.ApiClient, manife
         urls["kfp-cluster-scoped"])
 
     def kfp_platform_agnostic(deadline: Deadline) -> None:
-        retry_transient(lambda: kubectl.apply_kustomize(urls["kfp-platform-agnostic"],
-                                                        what="applying KFP env/platform-agnostic",
+        retry_transient(lambda: kubectl.apply_kustomize(kfp, what="applying KFP env/platform-agnostic",
                                                         timeout=min(300, deadline.left())),
-                        deadline=deadline, what=f"applying {urls['kfp-platform-agnostic']}")
+                        deadline=deadline, what=f"applying {kfp}")
         # KFP's own CI allows 10 minutes for its pods on kind; images are many and large.
         wait_deployments_available(api, spec.kfp_namespace, deadline_s=deadline.left(),
                                    what=f"KFP's deployments in {spec.kfp_namespace} to be available")
-    add(f"KFP {spec.kfp_backend} env/platform-agnostic", "kfp", 1500, kfp_platform_agnostic,
-        urls["kfp-platform-agnostic"])
+    add(f"KFP {spec.kfp_backend} env/platform-agnostic", "kfp", 1500, kfp_platform_agnostic, kfp)
 
     # 6. the harness's services
     def services(deadline: Deadline) -> None:

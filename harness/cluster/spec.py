@@ -125,7 +125,7 @@ class ClusterSpec:
                             "cert-manager.yaml",
             "knative-crds": f"{kn}/serving-crds.yaml",
             "knative-core": f"{kn}/serving-core.yaml",
-            # KServe's deploy step asks for autoscalerClass hpa: Knative's HPA extension reconciles it.
+            # Installed as the seed's stack is; in Serverless mode KServe leaves predictors on KPA (docs/findings.md).
             "knative-hpa": f"{kn}/serving-hpa.yaml",
             "kserve": f"https://github.com/kserve/kserve/releases/download/v{self.kserve}/kserve.yaml",
             "kserve-cluster-resources": f"https://github.com/kserve/kserve/releases/download/v{self.kserve}/"

@@ -32,8 +32,9 @@ from harness.cluster.errors import ChaosRefused, ClusterError
 from harness.cluster.faults import ClusterFaults
 from harness.cluster.gpu import placement_evidence, unschedulable_when_cordoned
 from harness.cluster.guard import ChaosGuard
+from harness.cluster.images import RegistryClient
 from harness.cluster.ingress import HostRoutingProxy
-from harness.cluster.install import install_plan, run_plan
+from harness.cluster.install import install_images, install_plan, kfp_target, run_plan
 from harness.cluster.kfp import KfpApi, prepare_submission
 from harness.cluster.render import (
     BUCKETS,
@@ -161,7 +162,13 @@ class ClusterProfile(Profile):
         (self.state / "manifests").mkdir(exist_ok=True)
         for stem in manifests.files:
             (self.state / "manifests" / f"{stem}.yaml").write_text(manifests.text(stem))
-        steps = install_plan(self.spec, self.kubectl, self.api, manifests, components=components)
+        kfp = kfp_target(self.spec, self.row.image_replacements, self.row.hidden_images, self.state / "kfp-overlay")
+        registry = RegistryClient()
+        steps = install_plan(self.spec, self.kubectl, self.api, manifests, components=components, kfp=kfp,
+                             images=lambda: install_images(self.spec, self.kubectl, components, kfp=kfp,
+                                                           replacements=self.row.image_replacements,
+                                                           hidden_images=self.row.hidden_images, timeout_s=120),
+                             check_image=registry.problem, row_name=self.row.name)
         t_install = time.monotonic()
         self._timings.update({f"install_s[{k}]": v for k, v in run_plan(steps, self.say).items()})
         self._timings["install_s"] = time.monotonic() - t_install
