@@ -30,7 +30,12 @@ from kubernetes.client.exceptions import ApiException
 
 from harness.cluster.commands import Kubectl, run_cmd
 from harness.cluster.errors import ClusterError, WaitTimeout
-from harness.cluster.images import check_images, kfp_overlay, referenced_images, replaced
+from harness.cluster.images import (
+    check_images,
+    kfp_overlay,
+    referenced_images,
+    replaced,
+)
 from harness.cluster.render import RenderedManifests
 from harness.cluster.spec import ClusterSpec
 from harness.cluster.waits import (

@@ -26,7 +26,13 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from harness.cluster.capacity import Demand, NodeRoom, check_fits, session_demand, stack_requests
+from harness.cluster.capacity import (
+    Demand,
+    NodeRoom,
+    check_fits,
+    session_demand,
+    stack_requests,
+)
 from harness.cluster.commands import Kubectl
 from harness.cluster.errors import ChaosRefused, ClusterError
 from harness.cluster.faults import ClusterFaults
