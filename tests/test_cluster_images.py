@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -26,7 +25,8 @@ from harness.cluster.images import (
     replaced,
 )
 from harness.matrix import load_matrix
-from harness.procs import ManagedProcess, run_command
+from harness.procs import ManagedProcess
+from tests.go_tools import REGISTRY, go_tool
 
 ARGOEXEC = "gcr.io/ml-pipeline/argoexec:v3.4.17-license-compliance"
 CONTROLLER = "gcr.io/ml-pipeline/workflow-controller:v3.4.17-license-compliance"
@@ -154,22 +154,11 @@ def test_missing_images_are_named_in_one_line_with_where_the_replacement_goes() 
 
 
 # ------------------------------------------------------------------ a real registry
-REGISTRY_MODULE, REGISTRY_VERSION = "github.com/distribution/distribution/v3/cmd/registry", "v3.1.2"
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> str:
     """The distribution registry (what Docker Hub, GHCR and quay serve the API of), built once into
     the user's cache from the Go module proxy, serving plain HTTP on a free loopback port."""
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip("Go is not installed: the registry is built from the Go module proxy")
-    bindir = Path.home() / ".cache" / "seamcheck" / "go-bin" / f"registry-{REGISTRY_VERSION}"
-    binary = bindir / "registry"
-    if not binary.exists():
-        done = run_command([go, "install", f"{REGISTRY_MODULE}@{REGISTRY_VERSION}"], timeout=1200,
-                           what="go install registry", env={**os.environ, "GOBIN": str(bindir)})
-        assert done.returncode == 0, done.stderr[-2000:]
+    binary = go_tool(*REGISTRY)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

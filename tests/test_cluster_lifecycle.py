@@ -72,7 +72,8 @@ case "$1" in
   info) if [[ -n "{daemon_down}" ]]; then
           echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2
           exit 1
-        fi; echo "27.1.1" ;;
+        fi
+        if [[ "$3" == "{{{{.DockerRootDir}}}}" ]]; then echo "$STATE"; else echo "27.1.1"; fi ;;
   port) cat "$STATE/ports" 2>/dev/null ;;
   *) exit 2 ;;
 esac
@@ -357,3 +358,15 @@ def test_cluster_options_reach_the_stack_config(tmp_path: Path) -> None:
 
 
 
+
+
+def test_too_little_disk_for_docker_is_refused_naming_the_folder_and_the_fix(tmp_path: Path) -> None:
+    from harness.cluster.tools import ToolError, check_docker_disk, docker_free_disk_gib
+
+    docker = str(fake_tools(tmp_path) / "docker")
+    root, free = docker_free_disk_gib(docker)
+    assert root == str(tmp_path / "kind-state") and free > 0
+    check_docker_disk(docker, need_gib=0.001)
+    with pytest.raises(ToolError, match=rf"^Docker's data folder {root} has [0-9.]+ GiB free; the kind profile needs "
+                                        r"about 1e\+06 GiB \(kind keeps every pulled image on every node\)"):
+        check_docker_disk(docker, need_gib=1e6)

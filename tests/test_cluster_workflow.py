@@ -49,9 +49,19 @@ def test_triggers_runner_and_limits(workflow: dict) -> None:
 
 def test_step_order_and_what_each_does(workflow: dict) -> None:
     names = [s["name"] for s in _steps(workflow)]
-    assert names == ["Check out", "Set up Python", "Install seamcheck", "Install kind (the matrix row's version)",
-                     "Create the kind cluster", "Conformance and canary suites", "Cluster state", "Upload reports",
-                     "Delete the kind cluster"]
+    assert names == ["Free disk space", "Check out", "Set up Python", "Install seamcheck",
+                     "Install kind (the matrix row's version)", "Create the kind cluster", "Log in to Docker Hub",
+                     "Pre-pull the stack's images into the nodes", "Conformance and canary suites", "Cluster state",
+                     "Upload reports", "Delete the kind cluster"]
+    assert "/usr/share/dotnet" in _step(workflow, "Free disk space")["run"]
+    login = _step(workflow, "Log in to Docker Hub")
+    assert login["if"] == "env.DOCKERHUB_USERNAME != ''" and login["uses"].startswith("docker/login-action@")
+    pull = _step(workflow, "Pre-pull the stack's images into the nodes")["run"]
+    assert "python -m harness.cluster.kind_cluster images" in pull
+    assert 'kind load docker-image "${image}" --name "${SEAMCHECK_KIND_CLUSTER}" --nodes "${workers}"' in pull
+    state = _step(workflow, "Cluster state")["run"]
+    assert "kind export logs reports/kind-logs" in state and "reports/harness-state" in state
+    assert _step(workflow, "Conformance and canary suites")["env"]["SEAMCHECK_KEEP_STACK"] == "1"
     assert _step(workflow, "Check out")["uses"].startswith("actions/checkout@")
     python = _step(workflow, "Set up Python")
     assert python["uses"].startswith("actions/setup-python@") and python["with"]["python-version"] == "3.11"
@@ -99,3 +109,15 @@ def test_the_harness_commands_the_workflow_runs(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "harness.cluster.kind_cluster", "config", "--row", "nope"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "unknown matrix row 'nope'" in bad.stderr
+
+
+def test_the_workflows_pass_actionlint() -> None:
+    """rhysd/actionlint, built from the Go module proxy: expressions, contexts, action inputs, and
+    the shell of every run step (with shellcheck when it is installed)."""
+    from tests.go_tools import ACTIONLINT, go_tool
+
+    binary = go_tool(*ACTIONLINT)
+    workflows = sorted(str(p) for p in (REPO / ".github" / "workflows").glob("*.yml"))
+    done = subprocess.run([str(binary), "-no-color", *workflows], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m harness.cluster.kind_cluster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("config", "kind-version", "node-image"):
+    for name in ("config", "kind-version", "node-image", "images"):
         p = sub.add_parser(name)
         p.add_argument("--row", default=None)
         p.add_argument("--matrix-file", default=str(DEFAULT_MATRIX_PATH))
@@ -112,8 +112,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render_kind_config(spec))
     elif args.cmd == "kind-version":
         print(spec.kind_version)
-    else:
+    elif args.cmd == "node-image":
         print(spec.node_image)
+    else:  # every image the install pulls, replacements applied: the nightly pre-pulls and loads them
+        import tempfile
+
+        from harness.cluster.commands import Kubectl
+        from harness.cluster.install import COMPONENTS, install_images, kfp_target
+
+        with tempfile.TemporaryDirectory(prefix="seamcheck-images-") as scratch:
+            kfp = kfp_target(spec, row.image_replacements, row.hidden_images, Path(scratch) / "kfp-overlay")
+            images = install_images(spec, Kubectl(), COMPONENTS, kfp=kfp, replacements=row.image_replacements,
+                                    hidden_images=row.hidden_images, timeout_s=300)
+        print("\n".join(images))
     return 0
 
 

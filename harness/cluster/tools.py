@@ -91,6 +91,37 @@ def docker_daemon_version(docker: str, timeout: float = DOCKER_TIMEOUT_S) -> str
     return out.stdout.strip().splitlines()[0]
 
 
+#: Free disk the kind profile needs where Docker keeps its data. An estimate: kind turns the
+#: kubelet's image garbage collection and disk eviction off (kind v0.24.0's kubeadm config sets
+#: imageGCHighThresholdPercent 100 and evictionHard 0%), so every image stays on every node that
+#: pulled it; the MLflow runtime image (several GB) lands on each worker, and the stack's ~25 other
+#: images and the node images come on top.
+KIND_FREE_DISK_GIB = 20
+
+
+def docker_free_disk_gib(docker: str, timeout: float = DOCKER_TIMEOUT_S) -> tuple[str, float] | None:
+    """(Docker's root folder, its free GiB), or None when Docker does not say or the folder cannot be
+    read from here (a rootless daemon, a VM)."""
+    out = run_cmd([docker, "info", "--format", "{{.DockerRootDir}}"], what="asking Docker for its root folder",
+                  timeout=timeout, check=False)
+    root = out.stdout.strip()
+    if out.returncode != 0 or not root:
+        return None
+    try:
+        return root, shutil.disk_usage(root).free / 2**30
+    except OSError:
+        return None
+
+
+def check_docker_disk(docker: str, need_gib: float = KIND_FREE_DISK_GIB) -> None:
+    found = docker_free_disk_gib(docker)
+    if found is not None and found[1] < need_gib:
+        root, free = found
+        raise ToolError(f"Docker's data folder {root} has {free:.1f} GiB free; the kind profile needs about "
+                        f"{need_gib:g} GiB (kind keeps every pulled image on every node); free some (`docker system "
+                        "prune -af`, removing unused toolchains on a CI runner) or move Docker's data-root")
+
+
 def check_kind_tools(kind_bin: str | None = None, *, need_helm: bool = False) -> Tools:
     """kind, kubectl and git (KFP's remote kustomizations) installed; kind new enough; Docker answering."""
     kind = require("kind", "install kind >= v0.24 (https://kind.sigs.k8s.io/docs/user/quick-start/#installation) "
@@ -106,6 +137,7 @@ def check_kind_tools(kind_bin: str | None = None, *, need_helm: bool = False) ->
     helm = require("helm", "install helm 3 (the row's network layer is Istio, installed from its charts)") \
         if need_helm else None
     server = docker_daemon_version(docker)
+    check_docker_disk(docker)
     return Tools(kubectl=kubectl, kind=kind, docker=docker, helm=helm, git=git, kind_version=version,
                  docker_server=server)
 
