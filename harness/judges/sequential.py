@@ -38,7 +38,8 @@ Errors: Wald SPRTs on the canary's 5xx, run on the cumulative counts at every ch
 
 The relative mixture or the absolute SPRT crossing ln A = ln((1 - beta) / alpha) rolls back.
 Relative promotion uses the equal mixture of the *inverse* likelihood ratios of the 2x relative
-SPRT and the floor SPRT (each L(good) / L(bad)), promoting when it reaches ln(1 / B) =
+SPRT (counting the stable's real errors, without the floor's pseudo-errors) and the floor SPRT
+(each L(good) / L(bad)), promoting when it reaches ln(1 / B) =
 ln((1 - alpha) / beta). Under any canary at the bad boundary, canary = relative_factor x
 max(stable, floor), one component is a martingale and the other a supermartingale (the truth is at
 or beyond its H1), so the mixture is a nonnegative supermartingale with mean <= 1: by Ville's
@@ -103,7 +104,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.judges.base import Decision, JudgeConfig, Reading, RevisionReading, Verdict
-from harness.judges.sprt import bernoulli_llr, canary_share, log_mixture, relative_llr, wald_log_bounds
+from harness.judges.sprt import bernoulli_llr, log_mixture, relative_llr, wald_log_bounds
 
 __all__ = ["SLOW_SHARE_LIMIT", "SequentialJudge", "clean_canary_requests_to_promote", "slow_share_hypotheses"]
 
@@ -161,14 +162,11 @@ def clean_canary_requests_to_promote(config: JudgeConfig, canary_percent: float)
     absolute = log_b / math.log((1 - p1) / (1 - p1 / cfg.relative_factor))
     slow_p0, slow_p1 = slow_share_hypotheses(cfg)
     latency = log_b / math.log((1 - slow_p1) / (1 - slow_p0))
-    w = canary_percent / 100.0
-    theta1 = canary_share(w, cfg.relative_factor)
     # Per clean canary request, -LLR of each promotion component grows linearly: the relative one
-    # only through the stable's floor pseudo-errors (w/(1-w) stable requests per canary request),
-    # the floor one through the canary's own requests. The mixture crosses -ln B where
-    # ln(mean(exp(n * rate))) = -ln B; it is increasing in n, so bisect.
-    rates = (-cfg.error_floor * (1 - w) / w * math.log((1 - theta1) / (1 - w)),
-             -math.log((1 - cfg.relative_factor * cfg.error_floor) / (1 - cfg.error_floor)))
+    # not at all (its stable counts real errors only, and there are none), the floor one through
+    # the canary's own requests. The mixture crosses -ln B where ln(mean(exp(n * rate))) = -ln B;
+    # it is increasing in n, so bisect.
+    rates = (0.0, -math.log((1 - cfg.relative_factor * cfg.error_floor) / (1 - cfg.error_floor)))
     lo, hi = 0.0, -log_b / max(rates)  # a single component at full weight would need hi
     hi += math.log(len(rates)) / max(rates)  # the mixture's cost: at most ln 2 more
     for _ in range(100):
@@ -193,6 +191,7 @@ class SequentialJudge:
         self._llr_severe = 0.0  # relative SPRT, H1 r = severe_factor
         self._llr_rollback = 0.0  # ln(mixture of the two): decides relative rollback
         self._llr_abs = 0.0
+        self._llr_rel_plain = 0.0  # the same SPRT on the stable's real errors (no floor): promotion's component
         self._llr_floor = 0.0  # one-sample SPRT on the canary, H1 rate relative_factor x error_floor
         self._llr_promote = 0.0  # ln(mixture of L(good)/L(bad) of the 2x relative and floor SPRTs)
         self._streak = 0  # consecutive breaching qualifying windows
@@ -213,7 +212,7 @@ class SequentialJudge:
         self._llr_abs = bernoulli_llr(e_c, n_c, cfg.error_threshold / cfg.relative_factor, cfg.error_threshold)
         self._llr_floor = bernoulli_llr(e_c, n_c, cfg.error_floor, cfg.relative_factor * cfg.error_floor)
         self._update_relative(canary, stable)
-        self._llr_promote = log_mixture(-self._llr_rel, -self._llr_floor)
+        self._llr_promote = log_mixture(-self._llr_rel_plain, -self._llr_floor)
 
     def _update_relative(self, canary: tuple[float, float], stable: tuple[float, float] | None) -> None:
         cfg = self.config
@@ -225,11 +224,16 @@ class SequentialJudge:
         # judgement (KServe does not step it); cumulative totals also shrug off increase()'s
         # extrapolation noise, which per-window increments would accumulate.
         w = n_c / (n_c + n_s)
-        if w <= 0 or w >= 1:
-            self._llr_rel = self._llr_severe = self._llr_rollback = 0.0  # all traffic on one side: no comparison yet
+        if w <= 0 or w >= 1:  # all traffic on one side: no comparison yet
+            self._llr_rel = self._llr_rel_plain = self._llr_severe = self._llr_rollback = 0.0
             return
         e_s_eff = max(e_s, cfg.error_floor * n_s)
         self._llr_rel = relative_llr(e_c, e_s_eff, w, cfg.relative_factor)
+        # Promotion's relative component counts the stable's real errors: the floor SPRT is what
+        # lets a canary through beside a clean stable now, and pseudo-errors would make this
+        # component accept a 2x canary more often than its martingale bound allows (measured: 10.2 %
+        # of 2x canaries promoted at 20 req/s, 20 %, 5 s checks with them, against beta 10 %).
+        self._llr_rel_plain = relative_llr(e_c, e_s, w, cfg.relative_factor)
         self._llr_severe = relative_llr(e_c, e_s_eff, w, cfg.severe_factor)
         self._llr_rollback = log_mixture(self._llr_rel, self._llr_severe)
 
@@ -280,7 +284,7 @@ class SequentialJudge:
         cfg = self.config
         return {
             "llr_relative": self._llr_rel, "llr_severe": self._llr_severe, "llr_rollback": self._llr_rollback,
-            "llr_absolute": self._llr_abs, "llr_floor": self._llr_floor, "llr_promote": self._llr_promote,
+            "llr_absolute": self._llr_abs, "llr_relative_plain": self._llr_rel_plain, "llr_floor": self._llr_floor, "llr_promote": self._llr_promote,
             "log_rollback_bound": self._log_a, "log_promote_bound": self._log_b,
             "canary_requests": self._canary[0] if self._canary else None,
             "canary_errors": self._canary[1] if self._canary else None,
