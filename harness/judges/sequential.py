@@ -15,9 +15,8 @@ Errors: Wald SPRTs on the canary's 5xx, run on the cumulative counts at every ch
   the canary look relatively better, so it cannot add false rollbacks.
 
   Two alternatives, because one SPRT is fast only at its own H1. The SPRT for H1: r =
-  relative_factor (2x, the dashboard rule) decides *promotion*: its statistic at or below ln B
-  means a 2x canary is promoted with probability at most B ~ beta, whatever else stops the test
-  (change of measure on the promoting paths). But as a rollback rule it is slow on a clearly bad
+  relative_factor (2x, the dashboard rule) is one of promotion's two components (below). But as a
+  rollback rule it is slow on a clearly bad
   canary: at r = 5 its drift per error event is about two thirds of that of the SPRT built for
   r = 5, and with the cost of conditioning it took 3-4x Wald's bound to roll a 5x canary back. So
   *rollback* uses the equal mixture of the likelihood ratios for r = relative_factor and r =
@@ -34,7 +33,8 @@ Errors: Wald SPRTs on the canary's 5xx, run on the cumulative counts at every ch
   relative_factor x floor is enough for the relative rule, since max(stable, floor) >= floor, and
   it uses every canary request rather than only the error events: where the stable sits at or under
   the floor (the usual case), a canary at the floor needs ~1300 requests instead of ~38 error events
-  (at 0.5 % errors and a 50 % split, 37 s instead of 110 s at 70 req/s). It only promotes.
+  (Wald's E[N] at 0.5 % errors, 70 req/s, 50 % split: 37 s instead of 110 s; simulated medians 42 s
+  and 72 s). It only promotes.
 
 The relative mixture or the absolute SPRT crossing ln A = ln((1 - beta) / alpha) rolls back.
 Relative promotion uses the equal mixture of the *inverse* likelihood ratios of the 2x relative
@@ -46,8 +46,8 @@ or beyond its H1), so the mixture is a nonnegative supermartingale with mean <= 
 inequality a canary at 2x is promoted with probability <= B ~ beta however often it is looked at,
 where either test alone (or promoting on whichever accepts first) would not give that bound.
 Promotion needs that mixture and the absolute SPRT (below ln B) *at the same check* (an acceptance
-that later drifts back up does not count), plus min_requests canary requests and healthy latency. Each rollback statistic keeps its own false rollback rate at or
-under about alpha; the two only add up when the canary sits on both null boundaries at once (stable
+that later drifts back up does not count), plus min_requests canary requests and healthy latency.
+Each rollback statistic keeps its own false rollback rate at or under about alpha; the two only add up when the canary sits on both null boundaries at once (stable
 at threshold/factor). benchmarks/judge_time_to_decision.py and judge_error_rates.py measure both
 the times (beside Wald's bound for the same hypotheses) and the error rates.
 
@@ -74,7 +74,11 @@ while the stable keeps serving rolls back (dead or crash-looping replicas): that
 evidence, because the stable's series show the metrics pipeline is alive. Where the reading carries
 the router's own counts, a window is dark only if the router got no answer from the canary either:
 the router answering for it while Prometheus shows nothing is missing metrics, not a dead canary,
-and the reasons say which of the two was observed.
+and the reasons say which of the two was observed. A window is also dark for a canary that never
+served when the router counts requests sent to it and no answers: without that, a canary dead from
+its first request was held to the deadline (Flagger and Argo roll it back). "The stable keeps
+serving" is min_window_requests in its window, or that many expected on the canary from the split
+(at an 80 % canary the stable's 3 s window holds ~42 requests).
 
 Missing data never promotes:
 * source_ok False, or no canary series: nothing is updated, the verdict is CONTINUE.
@@ -91,10 +95,6 @@ back; JudgeConfig.deadline_decision = "rollback" restores the old rule (every un
 rolled back, so at low traffic nearly every healthy one). The terminal rule itself never promotes
 and never rolls back, so it adds nothing to the false-rollback or the 2x-promotion rate; what it
 costs, the share of canaries left undecided, is printed per scenario by the benchmarks.
-
-Availability also counts a window as dark for a canary that never served, where the router's own
-counts show it was sent requests and answered none while the stable served: without that, a
-canary dead from its first request was held to the deadline (Flagger and Argo roll it back).
 """
 from __future__ import annotations
 
