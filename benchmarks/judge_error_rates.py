@@ -8,9 +8,11 @@ judges see the same simulated readings in each run. Columns:
 
 * promote / rollback early / rollback at 900 s / inconclusive: shares of the runs. "Early" means a
   decision on evidence before the deadline (the seed's immediate rollback, the sequential judge's
-  SPRT or latency rule); at 900 s the seed applies its pass ratio and the sequential judge, still
-  undecided, rolls back by rule ("an overall deadline ends in rollback").
-* false rollback = any rollback of a 1x canary; the sequential judge's alpha bounds the early part.
+  SPRT or latency rule); at 900 s the seed applies its pass ratio, and the sequential judge, still
+  undecided, is inconclusive (its terminal rule: not shown bad is not a rollback; before
+  2026-12-01 it rolled back by rule, which `JudgeConfig(deadline_decision="rollback")` restores).
+* false rollback = any rollback of a 1x canary; the sequential judge's alpha bounds the early part
+  (and with the inconclusive terminal rule there is no other part).
 * miss = promotion of a canary at 3x or worse; at 2x (the relative rule's boundary, "bad" is > 2x)
   the sequential judge's beta bounds the promotions.
 

@@ -147,6 +147,10 @@ class JudgeConfig:
     latency_floor_s: float = 0.05  # relative latency rule compares with max(stable p99, floor)
     require_latency: bool = True  # False: sources without a latency histogram may still promote
     external_timeout_s: float = 10.0  # per "cmd:" judge call (Flagger's webhook default)
+    # What the sequential judge says at the deadline when no test has decided: "inconclusive" (the
+    # evidence showed the canary neither good nor bad; the rollout policy maps it to hold, extend or
+    # roll back, harness.judges.policy) or "rollback" (the judge's rule before 2026-12-01).
+    deadline_decision: str = "inconclusive"
 
     def __post_init__(self) -> None:
         problems = []
@@ -169,6 +173,8 @@ class JudgeConfig:
                             f"{self.relative_factor}")
         if self.latency_windows < 1:
             problems.append(f"latency_windows must be >= 1, got {self.latency_windows}")
+        if self.deadline_decision not in ("inconclusive", "rollback"):
+            problems.append(f"deadline_decision must be 'inconclusive' or 'rollback', got {self.deadline_decision!r}")
         if problems:
             raise ValueError("JudgeConfig: " + "; ".join(problems))
 

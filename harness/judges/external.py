@@ -1,7 +1,9 @@
 """Judges by name: the built-ins, a user's Python judge, or a user's command.
 
 Specs:
-  "seed" | "sequential"          the built-in judges
+  "seed" | "sequential"          the built-in judges, and the peers ported from the tools users run:
+  "flagger" | "argo" | "kayenta"  Flagger's canary analysis, an Argo Rollouts AnalysisRun, Kayenta's
+                                  NetflixACAJudge, each with its project's documented defaults
   "pkg.module:factory"            `factory` is a Judge class (called with the JudgeConfig) or a callable
   "path/to/file.py:factory"       returning a Judge (called with the JudgeConfig if it takes an argument)
   "cmd:<shell command>"           the command runs once per observation (shell, own process group),
@@ -34,7 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import JudgeError
+from harness.judges.argo import ArgoJudge
 from harness.judges.base import Decision, Judge, JudgeConfig, Reading, Verdict
+from harness.judges.flagger import FlaggerJudge
+from harness.judges.kayenta import KayentaJudge
 from harness.judges.seed import SeedThresholdJudge
 from harness.judges.sequential import SequentialJudge
 from harness.procs import run_command
@@ -42,9 +47,11 @@ from harness.procs import run_command
 __all__ = ["BUILTIN_JUDGES", "CommandJudge", "GuardedJudge", "JudgeSpecError", "load_judge"]
 
 BUILTIN_JUDGES: dict[str, Callable[[JudgeConfig], Judge]] = {"seed": SeedThresholdJudge,
-                                                              "sequential": SequentialJudge}
-_FORMS = ("'seed', 'sequential', 'package.module:callable', 'path/to/file.py:callable' "
-          "or 'cmd:<shell command>'")
+                                                              "sequential": SequentialJudge,
+                                                              "flagger": FlaggerJudge, "argo": ArgoJudge,
+                                                              "kayenta": KayentaJudge}
+_FORMS = (", ".join(repr(name) for name in BUILTIN_JUDGES) + ", 'package.module:callable', "
+          "'path/to/file.py:callable' or 'cmd:<shell command>'")
 
 
 class JudgeSpecError(JudgeError):

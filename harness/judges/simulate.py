@@ -7,7 +7,9 @@ readings mimic what harness.canary.observe reads from Prometheus, quirks include
 exist before the first 5xx (None, not 0), p99 over an empty window is None, a dead canary has no
 series at all, and an outage gives source_ok=False. Windows are one interval long, as the driver's.
 Slow-request counts (requests above the latency limit, cumulative) come from the same buckets, as
-the dialects' slow_requests query reads them; None when the limit is not a bucket bound.
+the dialects' slow_requests query reads them; None when the limit is not a bucket bound. With
+`router_counts`, each reading also carries what a counting router (the local HAProxy) saw per
+revision in the window: requests sent and 2xx answers, none from a dead canary.
 
 Generation is vectorised over runs (numpy), so thousands of runs cost little; only the judge runs
 per reading, as it does live. Everything is deterministic given the seed.
@@ -20,7 +22,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.judges.base import NO_DATA, Decision, Judge, JudgeConfig, Reading, RevisionReading, Verdict
+from harness.judges.base import (
+    NO_DATA,
+    Decision,
+    Judge,
+    JudgeConfig,
+    Reading,
+    RevisionReading,
+    RoutedWindow,
+    Verdict,
+)
 
 __all__ = ["DEFAULT_BUCKETS_S", "LatencyModel", "Scenario", "SimOutcome", "Trace", "generate", "histogram_quantile",
            "run_judge", "simulate", "simulate_many"]
@@ -67,6 +78,7 @@ class Scenario:
     canary_latency: LatencyModel = field(default_factory=LatencyModel)
     canary_has_metrics: bool = True  # False: a dead canary, its series never appear
     outage_s: tuple[float, float] | None = None  # Prometheus unreachable for checks with start <= t < end
+    router_counts: bool = False  # readings carry the router's per-revision counts (Reading.routed)
 
     @property
     def canary_rps(self) -> float:
@@ -113,14 +125,22 @@ class Trace:
         cum_e = np.cumsum(self.errors[:, run], axis=-1)
         cum_slow = None if self.slow is None else np.cumsum(self.slow[:, run], axis=-1)
         for k, t in enumerate(self.times_s):
+            routed = self._routed(run, k) if sc.router_counts else None
             if sc.outage_s is not None and sc.outage_s[0] <= t < sc.outage_s[1]:
                 yield Reading(float(t), NO_DATA, NO_DATA, source_ok=False,
-                              source_error="simulated outage: Prometheus did not answer")
+                              source_error="simulated outage: Prometheus did not answer", routed=routed)
                 continue
             revs = [self._revision(0, run, k, cum_n, cum_e, cum_slow)]
             revs.append(self._revision(1, run, k, cum_n, cum_e, cum_slow) if sc.canary_has_metrics else NO_DATA)
             yield Reading(float(t), canary=revs[1], stable=revs[0], source_ok=True,
-                          combined=self._pooled(run, k, cum_n, cum_e))
+                          combined=self._pooled(run, k, cum_n, cum_e), routed=routed)
+
+    def _routed(self, run: int, k: int) -> dict[str, RoutedWindow]:
+        # the router counts what it sent and the 2xx it got back; a dead canary answers nothing
+        sent = self.requests[:, run, k].astype(float)
+        ok = sent - self.errors[:, run, k]
+        return {"stable": RoutedWindow(sent[0], ok[0]),
+                "canary": RoutedWindow(sent[1], ok[1] if self.scenario.canary_has_metrics else 0.0)}
 
     def _revision(self, r: int, run: int, k: int, cum_n: np.ndarray, cum_e: np.ndarray,
                   cum_slow: np.ndarray | None) -> RevisionReading:
