@@ -1,0 +1,324 @@
+"""The host cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (with
+its CRI plugin, runc and the CNI bridge) and a kubelet, all real, as local processes in one network
+namespace (harness/host/netns.py), one node.
+
+``HostCluster(...).start()`` takes the binaries from the host build cache (building what is
+missing), writes the images into the node's containerd, makes the PKI and kubeconfigs
+(harness/host/pki.py) and starts each component in order, waiting for each with a deadline that
+names what it waited for and ends with the tail of its log. Flags follow kubeadm's static pod
+manifests and kubelet configuration at v1.30 (cmd/kubeadm/app/phases/controlplane/manifests.go)
+and kind's node configuration (the CNI bridge stands in for kindnet). etcd listens on the
+namespace's loopback only, over plain HTTP (nothing else can reach it). Every folder, mount,
+cgroup, link and process is recorded in the run ledger before it exists; ``stop()`` removes all.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import ssl
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from harness.host import build as hbuild
+from harness.host.images import load_images, write_images
+from harness.host.netns import NodeNetns
+from harness.host.pki import Pki, make_pki, write_kubeconfig
+from harness.ledger import ledger
+from harness.procs import ComponentFailed, ManagedProcess, run_command
+
+__all__ = ["HostCluster"]
+
+COMPONENTS = ("etcd", "kubernetes", "kubelet", "containerd", "runc", "cni-plugins", "pause", "coredns",
+              "kube-network-policies")
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass
+class HostCluster:
+    node: str = "seamcheck-host"
+    service_cidr: str = "10.96.0.0/16"
+    service_ip: str = "10.96.0.1"
+    pod_cidr: str = "10.244.0.0/24"
+    parent: Path | None = None
+    work: Path | None = None
+    netns: NodeNetns | None = None
+    pki: Pki | None = None
+    bins: dict[str, hbuild.Built] = field(default_factory=dict)
+    procs: list[ManagedProcess] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ helpers
+    def bin(self, component: str, name: str) -> str:
+        return str(self.bins[component].binary(name))
+
+    @property
+    def server(self) -> str:
+        assert self.netns is not None
+        return f"https://{self.netns.node_ip}:6443"
+
+    @property
+    def kubeconfig(self) -> Path:
+        assert self.work is not None
+        return self.work / "admin.conf"
+
+    def kubectl(self, *args: str, timeout: float = 60, check: bool = True, input: str | None = None):
+        argv = [self.bin("kubernetes", "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        proc = run_command(argv, what="kubectl " + " ".join(args[:2]), timeout=timeout, input=input)
+        if check and proc.returncode != 0:
+            raise ComponentFailed(f"kubectl {' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()[-800:]}")
+        return proc
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
+        assert self.netns is not None and self.work is not None
+        proc = ManagedProcess(name=name, argv=self.netns.exec_argv(*argv), log_path=self.work / "logs" / f"{name}.log",
+                              env=env).start()
+        self.procs.append(proc)
+        return proc
+
+    def _https_ok(self, path: str, cert: str = "admin") -> bool:
+        assert self.pki is not None
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca_crt))
+        ctx.load_cert_chain(str(self.pki.dir / f"{cert}.crt"), str(self.pki.dir / f"{cert}.key"))
+        try:
+            with urllib.request.urlopen(self.server + path, context=ctx, timeout=3) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    # ------------------------------------------------------------------ bring-up
+    def start(self) -> HostCluster:
+        t0 = time.monotonic()
+        self.bins = hbuild.ensure_all(COMPONENTS)
+        archives = write_images()
+        record = ledger.active()
+        self.work = record.make_dir("seamcheck-host-", self.parent)
+        # containerd's snapshots and rootfs, the kubelet's volumes, the pods' netns files: all below.
+        record.intend("mount", key=str(self.work), path=str(self.work), tree=True)
+        try:
+            self.netns = NodeNetns(service_cidr=self.service_cidr).open()
+            ip = self.netns.node_ip
+            self.pki = make_pki(self.work / "pki", advertise=ip, service_ip=self.service_ip, node=self.node)
+            for user in ("admin", "controller-manager", "scheduler", "kubelet"):
+                write_kubeconfig(self.work / f"{user}.conf", pki=self.pki, user=user, server=self.server)
+            self.timings["prepare_s"] = time.monotonic() - t0
+            self._etcd()
+            self._apiserver()
+            self._controller_manager()
+            self._scheduler()
+            self._containerd(archives)
+            self._kubelet()
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["start_s"] = time.monotonic() - t0
+        return self
+
+    def _timed(self, what: str, proc: ManagedProcess, ready, deadline_s: float) -> None:
+        self.timings[what] = proc.wait_until(ready, what=what, deadline_s=deadline_s, interval_s=0.5)
+
+    def _etcd(self) -> None:
+        assert self.work is not None
+        data = self.work / "etcd"
+        proc = self._start("etcd", [
+            self.bin("etcd", "etcd"), "--name", self.node, "--data-dir", str(data),
+            "--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
+            "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+            "--initial-cluster", f"{self.node}=http://127.0.0.1:2380", "--listen-metrics-urls", "http://127.0.0.1:2381",
+            "--snapshot-count", "10000"])
+        etcdctl = self.netns.exec_argv(self.bin("etcd", "etcdctl"), "--endpoints", "http://127.0.0.1:2379",
+                                       "endpoint", "health")
+
+        def healthy() -> bool:
+            return run_command(etcdctl, what="etcdctl endpoint health", timeout=20).returncode == 0
+
+        self._timed("etcd healthy", proc, healthy, 60)
+
+    def _apiserver(self) -> None:
+        pki, ip = self.pki, self.netns.node_ip
+        proc = self._start("kube-apiserver", [
+            self.bin("kubernetes", "kube-apiserver"), f"--advertise-address={ip}", "--allow-privileged=true",
+            "--authorization-mode=Node,RBAC", f"--client-ca-file={pki.ca_crt}",
+            "--enable-admission-plugins=NodeRestriction", "--enable-bootstrap-token-auth=true",
+            "--etcd-servers=http://127.0.0.1:2379",
+            f"--kubelet-client-certificate={pki.apiserver_kubelet_client_crt}",
+            f"--kubelet-client-key={pki.apiserver_kubelet_client_key}",
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+            f"--proxy-client-cert-file={pki.front_proxy_client_crt}",
+            f"--proxy-client-key-file={pki.front_proxy_client_key}",
+            "--requestheader-allowed-names=front-proxy-client",
+            f"--requestheader-client-ca-file={pki.front_proxy_ca_crt}",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-username-headers=X-Remote-User", "--secure-port=6443",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
+            f"--service-cluster-ip-range={self.service_cidr}", f"--tls-cert-file={pki.apiserver_crt}",
+            f"--tls-private-key-file={pki.apiserver_key}"])
+        self._timed(f"kube-apiserver /readyz at {self.server}", proc, lambda: self._https_ok("/readyz"), 180)
+
+    def _controller_manager(self) -> None:
+        pki, conf = self.pki, str(self.work / "controller-manager.conf")
+        proc = self._start("kube-controller-manager", [
+            self.bin("kubernetes", "kube-controller-manager"), f"--authentication-kubeconfig={conf}",
+            f"--authorization-kubeconfig={conf}", "--bind-address=127.0.0.1", f"--client-ca-file={pki.ca_crt}",
+            f"--cluster-name={self.node}", f"--cluster-signing-cert-file={pki.ca_crt}",
+            f"--cluster-signing-key-file={pki.ca_key}", "--controllers=*,bootstrapsigner,tokencleaner",
+            f"--kubeconfig={conf}", "--leader-elect=false",
+            f"--requestheader-client-ca-file={pki.front_proxy_ca_crt}", f"--root-ca-file={pki.ca_crt}",
+            f"--service-account-private-key-file={pki.sa_key}", f"--service-cluster-ip-range={self.service_cidr}",
+            "--use-service-account-credentials=true"])
+        self._timed("kube-controller-manager making the default ServiceAccount", proc,
+                    lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0, 120)
+
+    def _scheduler(self) -> None:
+        conf = str(self.work / "scheduler.conf")
+        proc = self._start("kube-scheduler", [
+            self.bin("kubernetes", "kube-scheduler"), f"--authentication-kubeconfig={conf}",
+            f"--authorization-kubeconfig={conf}", "--bind-address=127.0.0.1", f"--kubeconfig={conf}",
+            "--leader-elect=false"])
+        time.sleep(1)
+        if not proc.alive():
+            raise proc.failure("exited at start")
+
+    def _containerd(self, archives: dict[str, Path]) -> None:
+        d = self.work / "containerd"
+        for sub in ("cni/net.d", "certs.d", "netns"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        cni_bin = self.bins["cni-plugins"].dir
+        (d / "cni/net.d/10-seamcheck.conflist").write_text(json.dumps({
+            "cniVersion": "1.0.0", "name": "seamcheck", "plugins": [
+                {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": self.pod_cidr}]],
+                          "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(d / "cni/ipam")}},
+                {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=1))
+        runc = self.bins["runc"].binary("runc")
+        pause = load_images()["pause"].local
+        # As kind's /etc/containerd/config.toml (v0.24.0), with every path below our folder and the
+        # runc of the host build; the CRI plugin is on.
+        (d / "config.toml").write_text(f'''version = 2
+root = "{d}/root"
+state = "{d}/state"
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[debug]
+  address = "{d}/debug.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  netns_mounts_under = "{d}/netns"
+  disable_apparmor = true
+  restrict_oom_score_adj = false
+  tolerate_missing_hugepages_controller = true
+  stream_server_address = "127.0.0.1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    discard_unpacked_layers = false
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "{runc}"
+        Root = "{d}/runc"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{d}/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
+''')
+        ctd_bin = self.bins["containerd"].dir
+        env = {**os.environ, "PATH": f"{ctd_bin}:{runc.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        proc = self._start("containerd", [str(ctd_bin / "containerd"), "--config", str(d / "config.toml")], env=env)
+        ctr = [str(ctd_bin / "ctr"), "--address", str(d / "containerd.sock"), "--namespace", "k8s.io"]
+        self._timed("containerd answering", proc,
+                    lambda: run_command([*ctr, "version"], what="ctr version", timeout=20, env=env).returncode == 0, 60)
+        for archive in archives.values():
+            out = run_command([*ctr, "images", "import", str(archive)], what="ctr images import", timeout=180, env=env)
+            if out.returncode != 0:
+                raise proc.failure(f"ctr images import {archive}: {out.stderr.strip()[-400:]}")
+        self._ctd_sock = d / "containerd.sock"
+
+    def _kubelet(self) -> None:
+        k = self.work / "kubelet"
+        for sub in ("root", "pki", "pod-logs"):
+            (k / sub).mkdir(parents=True, exist_ok=True)
+        (k / "resolv.conf").write_text("nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local "
+                                       "cluster.local\noptions ndots:5\n")
+        # kind's KubeletConfiguration: never evict or garbage-collect images on this shared disk
+        # (an imported image that the kubelet deleted could never be pulled back).
+        (k / "config.yaml").write_text(json.dumps({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
+                               "x509": {"clientCAFile": str(self.pki.ca_crt)}},
+            "authorization": {"mode": "Webhook"}, "cgroupDriver": "cgroupfs",
+            "clusterDNS": ["10.96.0.10"], "clusterDomain": "cluster.local",
+            "containerRuntimeEndpoint": f"unix://{self._ctd_sock}", "failSwapOn": False,
+            "address": self.netns.node_ip, "healthzBindAddress": "127.0.0.1", "healthzPort": 10248,
+            "readOnlyPort": 0, "resolvConf": str(k / "resolv.conf"), "podLogsDir": str(k / "pod-logs"),
+            "evictionHard": {"nodefs.available": "0%", "nodefs.inodesFree": "0%", "imagefs.available": "0%"},
+            "imageGCHighThresholdPercent": 100, "rotateCertificates": False, "serializeImagePulls": False},
+            indent=1))
+        record = ledger.active()
+        # The kubelet makes /kubepods in every cgroup v1 hierarchy (cgroupfs driver): ours to remove.
+        for hierarchy in sorted(p for p in _CGROUP_ROOT.iterdir() if p.is_dir()):
+            path = hierarchy / "kubepods"
+            if not path.exists():
+                record.intend("cgroup", key=str(path), path=str(path))
+        proc = self._start("kubelet", [
+            self.bin("kubelet", "kubelet"), f"--config={k / 'config.yaml'}",
+            f"--kubeconfig={self.work / 'kubelet.conf'}", f"--root-dir={k / 'root'}", f"--cert-dir={k / 'pki'}",
+            f"--hostname-override={self.node}", f"--node-ip={self.netns.node_ip}", "--v=2"])
+
+        def ready() -> bool:
+            out = self.kubectl("get", "node", self.node, "-o", "json", check=False)
+            if out.returncode != 0:
+                return False
+            conds = {c["type"]: c["status"] for c in json.loads(out.stdout)["status"].get("conditions", [])}
+            return conds.get("Ready") == "True"
+
+        self._timed(f"node {self.node} Ready", proc, ready, 180)
+
+    # ------------------------------------------------------------------ teardown
+    def stop(self) -> None:
+        """Stop every process (newest first), unmount, remove cgroups, the namespace and the folder."""
+        from harness.ledger.undo import (  # the ledger's own steps
+            processes_with_token,
+            undo_cgroup,
+            undo_mount,
+        )
+
+        record = ledger.active()
+        for proc in reversed(self.procs):
+            proc.stop(timeout=20)
+        self.procs.clear()
+        if "containerd" in self.bins:
+            # Shims outlive containerd by design (they keep containers running) and leave its process
+            # group; they carry the run's token, and are ours if they are our shim binary.
+            shim = str(self.bins["containerd"].binary("containerd-shim-runc-v2"))
+            for p in processes_with_token(record.token, exclude=[os.getpid()]):
+                with contextlib.suppress(psutil.Error):  # gone already
+                    if p.exe() == shim:
+                        p.kill()
+        if self.work is not None:
+            # Whatever is left in the pods' cgroups dies before the unmount.
+            for hierarchy in sorted(p for p in _CGROUP_ROOT.iterdir() if p.is_dir()):
+                key = str(hierarchy / "kubepods")
+                if record.entry_for("cgroup", key) is not None:
+                    try:
+                        undo_cgroup({"path": key})
+                        record.release_key("cgroup", key)
+                    except RuntimeError:
+                        pass
+            undo_mount({"path": str(self.work), "tree": True})
+            record.release_key("mount", str(self.work))
+        if self.netns is not None:
+            self.netns.close()
+        if self.work is not None:
+            record.remove_dir(self.work)
