@@ -45,7 +45,7 @@ def test_node_ready_and_a_local_image_pod_runs() -> None:
         nodes = cluster.kubectl("get", "nodes", "-o", "json")
         node = json.loads(nodes.stdout)["items"][0]
         assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.30.14"
-        assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "containerd://v1.7.18"
+        assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "containerd://1.7.18"  # the CRI drops the v
         cluster.kubectl("apply", "-f", "-", input=json.dumps(POD))
         deadline = time.monotonic() + 120
         phase = ""

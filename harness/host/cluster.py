@@ -26,6 +26,13 @@ import psutil
 
 from harness.host import build as hbuild
 from harness.host.images import load_images, write_images
+from harness.host.mountns import (
+    CONTAINERD_PATHS,
+    KUBELET_PATHS,
+    claim_mountpoints,
+    private_argv,
+    release_mountpoints,
+)
 from harness.host.netns import NodeNetns
 from harness.host.pki import Pki, make_pki, write_kubeconfig
 from harness.ledger import ledger
@@ -212,9 +219,11 @@ state = "{d}/state"
   path = "{d}/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause}"
-  netns_mounts_under = "{d}/netns"
+  netns_mounts_under_state_dir = true
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  # CAP_SYS_RESOURCE is not ours here: runc cannot lower oom_score_adj (-998 for a sandbox) below
+  # containerd's own, so containerd raises such values to its own (kind does the same rootless).
+  restrict_oom_score_adj = true
   tolerate_missing_hugepages_controller = true
   stream_server_address = "127.0.0.1"
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -235,7 +244,17 @@ state = "{d}/state"
 ''')
         ctd_bin = self.bins["containerd"].dir
         env = {**os.environ, "PATH": f"{ctd_bin}:{runc.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-        proc = self._start("containerd", [str(ctd_bin / "containerd"), "--config", str(d / "config.toml")], env=env)
+        # containerd and the kubelet share one private mount namespace (the kubelet joins
+        # containerd's): their mounts see each other and vanish with them, the host's /proc/sys
+        # values are masked for the kubelet, and the fixed host paths both write are our folders.
+        self._mountpoints = claim_mountpoints(CONTAINERD_PATHS + KUBELET_PATHS)
+        binds = [(fake, real) for fake, real in self._sysctl_masks()]
+        for path in CONTAINERD_PATHS + KUBELET_PATHS:
+            own = self.work / "host-paths" / path.strip("/").replace("/", "_")
+            own.mkdir(parents=True, exist_ok=True)
+            binds.append((own, path))
+        proc = self._start("containerd", private_argv(
+            binds, [str(ctd_bin / "containerd"), "--config", str(d / "config.toml")]), env=env)
         ctr = [str(ctd_bin / "ctr"), "--address", str(d / "containerd.sock"), "--namespace", "k8s.io"]
         self._timed("containerd answering", proc,
                     lambda: run_command([*ctr, "version"], what="ctr version", timeout=20, env=env).returncode == 0, 60)
@@ -244,6 +263,30 @@ state = "{d}/state"
             if out.returncode != 0:
                 raise proc.failure(f"ctr images import {archive}: {out.stderr.strip()[-400:]}")
         self._ctd_sock = d / "containerd.sock"
+
+    def _sysctl_masks(self) -> list[tuple[Path, str]]:
+        """(file, /proc/sys path) for each kernel setting the kubelet would change on the host.
+
+        The kubelet sets vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1 (and checks
+        vm.panic_on_oom, kernel.keys.root_max*) unless they already hold those values
+        (pkg/kubelet/cm/container_manager_linux.go setupKernelTunables@v1.30.14). They are global, not
+        per namespace: inside the private mount namespace a file holding the wanted value is bound
+        over each one that differs, so the kubelet reads what it wants and writes nothing."""
+        wanted = {"vm/overcommit_memory": 1, "vm/panic_on_oom": 0, "kernel/panic": 10, "kernel/panic_on_oops": 1,
+                  "kernel/keys/root_maxkeys": 1000000, "kernel/keys/root_maxbytes": 25000000}
+        masks = []
+        for key, value in wanted.items():
+            real = f"/proc/sys/{key}"
+            try:
+                if int(Path(real).read_text().split()[0]) == value:
+                    continue
+            except (OSError, ValueError, IndexError):
+                continue
+            fake = self.work / "sysctl" / key.replace("/", ".")
+            fake.parent.mkdir(parents=True, exist_ok=True)
+            fake.write_text(f"{value}\n")
+            masks.append((fake, real))
+        return masks
 
     def _kubelet(self) -> None:
         k = self.work / "kubelet"
@@ -261,7 +304,7 @@ state = "{d}/state"
             "clusterDNS": ["10.96.0.10"], "clusterDomain": "cluster.local",
             "containerRuntimeEndpoint": f"unix://{self._ctd_sock}", "failSwapOn": False,
             "address": self.netns.node_ip, "healthzBindAddress": "127.0.0.1", "healthzPort": 10248,
-            "readOnlyPort": 0, "resolvConf": str(k / "resolv.conf"), "podLogsDir": str(k / "pod-logs"),
+            "readOnlyPort": 0, "protectKernelDefaults": True, "resolvConf": str(k / "resolv.conf"), "podLogsDir": str(k / "pod-logs"),
             "evictionHard": {"nodefs.available": "0%", "nodefs.inodesFree": "0%", "imagefs.available": "0%"},
             "imageGCHighThresholdPercent": 100, "rotateCertificates": False, "serializeImagePulls": False},
             indent=1))
@@ -271,8 +314,9 @@ state = "{d}/state"
             path = hierarchy / "kubepods"
             if not path.exists():
                 record.intend("cgroup", key=str(path), path=str(path))
+        ctd = next(p for p in self.procs if p.name == "containerd")
         proc = self._start("kubelet", [
-            self.bin("kubelet", "kubelet"), f"--config={k / 'config.yaml'}",
+            "nsenter", f"--mount=/proc/{ctd.pid}/ns/mnt", "--", self.bin("kubelet", "kubelet"), f"--config={k / 'config.yaml'}",
             f"--kubeconfig={self.work / 'kubelet.conf'}", f"--root-dir={k / 'root'}", f"--cert-dir={k / 'pki'}",
             f"--hostname-override={self.node}", f"--node-ip={self.netns.node_ip}", "--v=2"])
 
@@ -320,5 +364,6 @@ state = "{d}/state"
             record.release_key("mount", str(self.work))
         if self.netns is not None:
             self.netns.close()
+        release_mountpoints(getattr(self, "_mountpoints", []))
         if self.work is not None:
             record.remove_dir(self.work)

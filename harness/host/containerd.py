@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.host.mountns import CONTAINERD_PATHS, claim_mountpoints, private_argv, release_mountpoints
 from harness.ledger import ledger
 from harness.procs import ComponentFailed, ManagedProcess, run_command
 
@@ -60,9 +61,17 @@ class LocalContainerd:
         # Every overlay mount (snapshots, task rootfs) lies below the folder: one tree entry.
         record.intend("mount", key=str(self.folder), path=str(self.folder), tree=True)
         (self.folder / "config.toml").write_text(self.config())
-        self.proc = ManagedProcess(
-            name="containerd", argv=[str(self.bin_dir / "containerd"), "--config", str(self.folder / "config.toml")],
-            log_path=self.folder / "containerd.log", env=self.env()).start()
+        # A private mount namespace: the snapshots and rootfs mounts stay off the host's table and
+        # the shims' sockets (always under /run/containerd/s in 1.7) land in our folder.
+        self._mountpoints = claim_mountpoints(CONTAINERD_PATHS)
+        binds = []
+        for path in CONTAINERD_PATHS:
+            own = self.folder / "host-paths" / path.strip("/").replace("/", "_")
+            own.mkdir(parents=True)
+            binds.append((own, path))
+        argv = private_argv(binds, [str(self.bin_dir / "containerd"), "--config", str(self.folder / "config.toml")])
+        self.proc = ManagedProcess(name="containerd", argv=argv, log_path=self.folder / "containerd.log",
+                                   env=self.env()).start()
         self.proc.wait_until(self._answers, what=f"containerd answering on {self.address}",
                              deadline_s=START_DEADLINE_S, interval_s=0.3)
         return self
@@ -132,4 +141,5 @@ class LocalContainerd:
                         pass
                     if not Path(key).exists():
                         record.release_key("cgroup", key)
+            release_mountpoints(getattr(self, "_mountpoints", []))
             record.remove_dir(self.folder)
