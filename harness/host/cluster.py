@@ -25,6 +25,13 @@ from pathlib import Path
 import psutil
 
 from harness.host import build as hbuild
+from harness.host.addons import (
+    as_list,
+    coredns_manifests,
+    kube_proxy_argv,
+    network_policy_manifests,
+    nft_queue_missing,
+)
 from harness.host.images import load_images, write_images
 from harness.host.mountns import (
     CONTAINERD_PATHS,
@@ -51,6 +58,11 @@ class HostCluster:
     service_cidr: str = "10.96.0.0/16"
     service_ip: str = "10.96.0.1"
     pod_cidr: str = "10.244.0.0/24"
+    dns_ip: str = "10.96.0.10"
+    #: also kube-proxy, CoreDNS and the NetworkPolicy enforcer (harness/host/addons.py)
+    addons: bool = False
+    #: why NetworkPolicy is not enforced (then its enforcer is not deployed), or "" when it is
+    network_policy: str = ""
     parent: Path | None = None
     work: Path | None = None
     netns: NodeNetns | None = None
@@ -97,6 +109,19 @@ class HostCluster:
         except OSError:
             return False
 
+    def pod_pid(self, namespace: str, name: str) -> int:
+        """The pid of a running Pod's sandbox (its pause process): ``nsenter --net=/proc/PID/ns/net``
+        then acts from inside the Pod's network, as one of its containers would."""
+        pod = json.loads(self.kubectl("-n", namespace, "get", "pod", name, "-o", "json").stdout)
+        uid = pod["metadata"]["uid"]
+        for proc in psutil.process_iter(["name"]):
+            if proc.info["name"] != "pause":
+                continue
+            with contextlib.suppress(OSError, psutil.Error):
+                if f"pod{uid}/" in Path(f"/proc/{proc.pid}/cgroup").read_text():
+                    return proc.pid
+        raise ComponentFailed(f"no pause process in a cgroup of pod {namespace}/{name} (uid {uid}): is it Running?")
+
     # ------------------------------------------------------------------ bring-up
     def start(self) -> HostCluster:
         t0 = time.monotonic()
@@ -110,7 +135,7 @@ class HostCluster:
             self.netns = NodeNetns(service_cidr=self.service_cidr).open()
             ip = self.netns.node_ip
             self.pki = make_pki(self.work / "pki", advertise=ip, service_ip=self.service_ip, node=self.node)
-            for user in ("admin", "controller-manager", "scheduler", "kubelet"):
+            for user in ("admin", "controller-manager", "scheduler", "kubelet", "kube-proxy"):
                 write_kubeconfig(self.work / f"{user}.conf", pki=self.pki, user=user, server=self.server)
             self.timings["prepare_s"] = time.monotonic() - t0
             self._etcd()
@@ -119,6 +144,8 @@ class HostCluster:
             self._scheduler()
             self._containerd(archives)
             self._kubelet()
+            if self.addons:
+                self._addons()
         except BaseException:
             self.stop()
             raise
@@ -328,6 +355,33 @@ state = "{d}/state"
             return conds.get("Ready") == "True"
 
         self._timed(f"node {self.node} Ready", proc, ready, 180)
+
+    def _addons(self) -> None:
+        proxy = self._start("kube-proxy", kube_proxy_argv(
+            self.bin("kubernetes", "kube-proxy"), kubeconfig=str(self.work / "kube-proxy.conf"), node=self.node,
+            pod_cidr=self.pod_cidr))
+        rules = self.netns.exec_argv("iptables", "-t", "nat", "-S", "KUBE-SERVICES")
+        self._timed("kube-proxy writing the KUBE-SERVICES chain", proxy,
+                    lambda: "kubernetes:https" in run_command(rules, what="iptables -S", timeout=20).stdout, 90)
+        images = load_images()
+        self.network_policy = nft_queue_missing(self.netns.exec_argv) or ""
+        objects = coredns_manifests(images["coredns"].local, self.dns_ip)
+        if not self.network_policy:
+            objects += network_policy_manifests(images["kube-network-policies"].local)
+        self.kubectl("apply", "-f", "-", input=as_list(objects))
+        kubelet = next(p for p in self.procs if p.name == "kubelet")
+
+        def rolled_out(kind: str, name: str) -> bool:
+            out = self.kubectl("-n", "kube-system", "get", kind, name, "-o", "json", check=False)
+            if out.returncode != 0:
+                return False
+            status = json.loads(out.stdout).get("status", {})
+            return (status.get("readyReplicas") or status.get("numberReady") or 0) >= 1
+
+        self._timed("CoreDNS Deployment ready", kubelet, lambda: rolled_out("deployment", "coredns"), 180)
+        if not self.network_policy:
+            self._timed("kube-network-policies DaemonSet ready", kubelet,
+                        lambda: rolled_out("daemonset", "kube-network-policies"), 180)
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:

@@ -110,6 +110,7 @@ def make_pki(dir_: Path, *, advertise: str, service_ip: str, node: str, cluster_
     for stem, cn, orgs in (("admin", "kubernetes-super-admin", ("system:masters",)),
                            ("controller-manager", "system:kube-controller-manager", ()),
                            ("scheduler", "system:kube-scheduler", ()),
+                           ("kube-proxy", "system:kube-proxy", ()),  # bound to system:node-proxier by default
                            ("kubelet", f"system:node:{node}", ("system:nodes",))):
         _write(dir_, stem, *_leaf(ca, cn, now, orgs=orgs, client=True))
     sa = _key()
