@@ -8,8 +8,12 @@ missing), writes the images into the node's containerd, makes the PKI and kubeco
 names what it waited for and ends with the tail of its log. Flags follow kubeadm's static pod
 manifests and kubelet configuration at v1.30 (cmd/kubeadm/app/phases/controlplane/manifests.go)
 and kind's node configuration (the CNI bridge stands in for kindnet). etcd listens on the
-namespace's loopback only, over plain HTTP (nothing else can reach it). Every folder, mount,
-cgroup, link and process is recorded in the run ledger before it exists; ``stop()`` removes all.
+namespace's loopback only, over plain HTTP (nothing else can reach it). containerd and the kubelet
+share a private mount namespace (harness/host/mountns.py) that keeps their mounts, the fixed host
+paths they write and the kernel settings the kubelet would change off the host. ``addons=True``
+adds kube-proxy, CoreDNS and the NetworkPolicy enforcer (harness/host/addons.py). Every folder,
+mount, cgroup, link and process is recorded in the run ledger before it exists; ``stop()`` removes
+all. docs/host-cluster-bringup.md has the layout, the results and the problems met.
 """
 from __future__ import annotations
 
@@ -54,6 +58,8 @@ _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 @dataclass
 class HostCluster:
+    """One node's cluster: ``start()``, use ``kubectl``/``kubeconfig``/``server``, then ``stop()``."""
+
     node: str = "seamcheck-host"
     service_cidr: str = "10.96.0.0/16"
     service_ip: str = "10.96.0.1"
@@ -70,6 +76,8 @@ class HostCluster:
     bins: dict[str, hbuild.Built] = field(default_factory=dict)
     procs: list[ManagedProcess] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    _mountpoints: list[Path] = field(default_factory=list, repr=False)
+    _ctd_sock: Path | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ helpers
     def bin(self, component: str, name: str) -> str:
@@ -418,6 +426,6 @@ state = "{d}/state"
             record.release_key("mount", str(self.work))
         if self.netns is not None:
             self.netns.close()
-        release_mountpoints(getattr(self, "_mountpoints", []))
+        release_mountpoints(self._mountpoints)
         if self.work is not None:
             record.remove_dir(self.work)
