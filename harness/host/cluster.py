@@ -429,3 +429,36 @@ state = "{d}/state"
         release_mountpoints(self._mountpoints)
         if self.work is not None:
             record.remove_dir(self.work)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.host.cluster [--addons] [--hold SECONDS]``: bring the cluster up, print
+    how to reach it, keep it for a while (Ctrl-C ends it early), then remove it."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m harness.host.cluster", description=main.__doc__)
+    parser.add_argument("--addons", action="store_true", help="also kube-proxy, CoreDNS, NetworkPolicy")
+    parser.add_argument("--hold", type=float, default=600.0, help="seconds to keep it up (default 600)")
+    args = parser.parse_args(argv)
+    cluster = HostCluster(addons=args.addons)
+    try:
+        cluster.start()
+        print(f"up in {cluster.timings['start_s']:.0f}s: KUBECONFIG={cluster.kubeconfig} (server {cluster.server}, "
+              f"network namespace {cluster.netns.name}); holding {args.hold:.0f}s", flush=True)
+        if cluster.network_policy:
+            print(f"NetworkPolicy not enforced: {cluster.network_policy}", flush=True)
+        time.sleep(args.hold)
+    except KeyboardInterrupt:
+        pass
+    except ComponentFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.stop()
+        ledger.reset()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
