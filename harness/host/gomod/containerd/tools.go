@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools names the commands this wrapper builds, so that `go mod tidy` keeps what they need.
+package tools
+
+import (
+	_ "github.com/containerd/containerd/cmd/containerd"
+	_ "github.com/containerd/containerd/cmd/ctr"
+	_ "github.com/containerd/containerd/cmd/containerd-shim-runc-v2"
+)
