@@ -53,6 +53,8 @@ RESOURCES: dict[tuple[str, str, str], tuple[str, bool, bool]] = {
     ("", "v1", "serviceaccounts"): ("ServiceAccount", True, False),
     ("", "v1", "events"): ("Event", True, False),
     ("apps", "v1", "deployments"): ("Deployment", True, True),
+    ("apps", "v1", "daemonsets"): ("DaemonSet", True, True),
+    ("rbac.authorization.k8s.io", "v1", "clusterroles"): ("ClusterRole", False, False),
     ("batch", "v1", "jobs"): ("Job", True, True),
     ("networking.k8s.io", "v1", "networkpolicies"): ("NetworkPolicy", True, False),
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions"): ("CustomResourceDefinition", False, True),

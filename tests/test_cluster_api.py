@@ -5,6 +5,7 @@ the GPU node status patch and cordon check, the chaos guard, scaling and pod del
 deployments/CRDs/jobs, and discovery of an existing cluster's versions."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -557,3 +558,78 @@ def test_discovery_reports_every_difference_from_the_row(api: k8s.ApiClient, fak
         misses = {m["component"]: m["found"] for m in compare(cluster_spec(row, "cloud"), row.kubernetes, gone)}
     assert misses == {"kubernetes": "1.27", "kserve": "not installed", "knative_serving": "not installed",
                       "kfp_backend": "not installed", "cert_manager": "not installed"}
+
+
+def test_a_cut_the_probe_pod_gets_through_is_an_error_naming_the_cni(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    """The probe stands in for a real pod here (the fake API server runs no pods); the probe pod
+    itself is tested below and on a real cluster."""
+    fake.put(pod("mlflow-0", "seamcheck-system", labels={"app.kubernetes.io/name": "mlflow"}, ip="10.244.1.7"))
+    asked: list[tuple] = []
+
+    def gets_through(namespace, addresses, port):
+        asked.append((namespace, addresses, port))
+        return True
+
+    said: list[str] = []
+    faults = ClusterFaults(api, ChaosGuard.of(api, ["kubeflow"]), said.append, path_probe=gets_through)
+    with pytest.raises(ClusterError, match=r"did not cut: a probe pod in kubeflow still reached MLflow "
+                                           r"\(10\.244\.1\.7:5000\); the cluster's CNI does not enforce NetworkPolicy"):
+        faults.cut_pipeline_from_mlflow("kubeflow", "seamcheck-system", {"app.kubernetes.io/name": "mlflow"})
+    assert asked == [("kubeflow", ["10.244.1.7"], 5000)]
+    assert fake.get("networking.k8s.io/v1", "NetworkPolicy", CUT_POLICY_NAME, "kubeflow") is None  # lifted again
+    proven = ClusterFaults(api, ChaosGuard.of(api, ["kubeflow"]), said.append, path_probe=lambda *_: False)
+    proven.cut_pipeline_from_mlflow("kubeflow", "seamcheck-system", {"app.kubernetes.io/name": "mlflow"})
+    assert "fault proven: a probe pod in kubeflow cannot reach MLflow while the cut is on" in said
+    proven.cleanup()
+
+
+def test_the_cut_follows_mlflows_pod_when_it_moves(api: k8s.ApiClient, fake: FakeApiServer) -> None:
+    fake.put(pod("mlflow-0", "seamcheck-system", labels={"app.kubernetes.io/name": "mlflow"}, ip="10.244.1.7"))
+    faults = ClusterFaults(api, ChaosGuard.of(api, ["kubeflow"]))
+    faults.cut_pipeline_from_mlflow("kubeflow", "seamcheck-system", {"app.kubernetes.io/name": "mlflow"})
+    assert faults.refresh_cuts() == []
+    fake.put(pod("mlflow-0", "seamcheck-system", labels={"app.kubernetes.io/name": "mlflow"}, ip="10.244.2.9"))
+    assert faults.refresh_cuts() == ["kubeflow"]
+    policy = fake.get("networking.k8s.io/v1", "NetworkPolicy", CUT_POLICY_NAME, "kubeflow")
+    blocks = policy["spec"]["egress"][2]["to"]
+    assert blocks[0]["ipBlock"] == {"cidr": "0.0.0.0/0", "except": ["10.244.2.9/32"]}
+    faults.restore_pipeline_to_mlflow("kubeflow")
+    assert faults.refresh_cuts() == []  # nothing cut: nothing re-read
+
+
+def test_the_probe_pod_reports_what_its_connect_saw(api: k8s.ApiClient, fake: FakeApiServer, tmp_path) -> None:
+    """The probe's script run here with the real interpreter (a listening and a closed port), and
+    the pod's life cycle against the API: created, read until it finished, its log read, deleted."""
+    import socket
+    import subprocess
+    import sys
+
+    from harness.cluster.path_probe import PROBE_SCRIPT, pod_path_probe
+
+    with socket.socket() as listener, socket.socket() as closed:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        closed.bind(("127.0.0.1", 0))
+        run = [sys.executable, "-c", PROBE_SCRIPT]
+        reached = subprocess.run([*run, str(listener.getsockname()[1]), "127.0.0.1"], capture_output=True, text=True,
+                                 timeout=30)
+        refused = subprocess.run([*run, str(closed.getsockname()[1]), "127.0.0.1"], capture_output=True, text=True,
+                                 timeout=30)
+    assert reached.returncode == 0 and "reached 127.0.0.1" in reached.stdout
+    assert refused.returncode == 1 and "no path to 127.0.0.1" in refused.stdout
+
+    def kubelet(fake_: FakeApiServer, verb: str, obj: dict) -> None:  # the pod's run, as a kubelet reports it
+        if verb == "CREATE":
+            name = obj["metadata"]["name"]
+            fake_.set_log("kubeflow", name, "no path to 10.244.1.7:5000: timed out\n", container="probe")
+            fake_.update_status("v1", "Pod", name, "kubeflow", {"phase": "Failed"})
+
+    fake.react("pods", kubelet)
+    said: list[str] = []
+    probe = pod_path_probe(api, "python:3.11-slim", interval_s=0.05, say=said.append)
+    assert probe("kubeflow", ["10.244.1.7"], 5000) is False
+    created = [c for c in fake.calls("POST", "/namespaces/kubeflow/pods")]
+    manifest = json.loads(created[0]["body"])
+    assert manifest["spec"]["containers"][0]["command"][-2:] == ["5000", "10.244.1.7"]
+    assert not [p for p in fake.objects if p[2] == "pods" and p[3] == "kubeflow"]  # deleted after
+    assert said[-1].endswith("Failed: no path to 10.244.1.7:5000: timed out")

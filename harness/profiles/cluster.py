@@ -42,6 +42,7 @@ from harness.cluster.images import RegistryClient
 from harness.cluster.ingress import HostRoutingProxy
 from harness.cluster.install import install_images, install_plan, kfp_target, run_plan
 from harness.cluster.kfp import KfpApi, prepare_submission
+from harness.cluster.path_probe import pod_path_probe
 from harness.cluster.render import (
     BUCKETS,
     PROBE_MOUNT,
@@ -182,7 +183,8 @@ class ClusterProfile(Profile):
         self._wait_services()
         self.proxy = HostRoutingProxy(lambda: self.endpoints["ingress"])
         self.guard = ChaosGuard.of(self.api, self._chaos_namespaces(), cluster=self._cluster_label())
-        self.faults = ClusterFaults(self.api, self.guard, self.say, kubectl=self.kubectl.argv)
+        self.faults = ClusterFaults(self.api, self.guard, self.say, kubectl=self.kubectl.argv,
+                                    path_probe=pod_path_probe(self.api, self.spec.mlflow_image, say=self.say))
         self._isvc = IsvcClient(self.api, self.namespace, on_write=self._own_service)
         self._timings["stack_start_s"] = time.monotonic() - started
         self.say(f"{self.name} stack ready in {self._timings['stack_start_s']:.0f}s (state in {self.state})")

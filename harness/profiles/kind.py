@@ -93,6 +93,7 @@ class KindProfile(ClusterProfile):
         self.created = False
         self.tools: Tools | None = None
         self.gpu: dict[str, Any] = {}
+        self.policy_refusal: str | None = None  # why this cluster's CNI would not enforce NetworkPolicy
 
     def _connect(self) -> None:
         self.tools = preflight(self.config, self.row)
@@ -115,8 +116,17 @@ class KindProfile(ClusterProfile):
         self.kubectl = Kubectl(self.tools.kubectl, self.kubeconfig)
 
     def _after_connect(self) -> None:
+        self.policy_refusal = kindnet_policy_problem(self.api)
+        self.cluster_versions["network_policy_enforced"] = self.policy_refusal is None
+        if self.policy_refusal:
+            self.say(f"kind: {self.policy_refusal}")
         if self.spec.gpu_workers:
             self._prepare_gpu_pool()
+
+    def fault_cut_pipeline_from_mlflow(self) -> dict:
+        if self.policy_refusal:
+            raise ClusterError(f"refused to cut the pipeline from MLflow: {self.policy_refusal}")
+        return super().fault_cut_pipeline_from_mlflow()
 
     def _prepare_gpu_pool(self) -> None:
         core = k8s.CoreV1Api(self.api)
@@ -184,3 +194,34 @@ class KindGpuProfile(KindProfile):
         """The training pod's scheduling constraints cannot be met while its GPU node is cordoned."""
         return self._cordon_check(run, task)
 
+
+
+def kindnet_policy_problem(api: Any) -> str | None:
+    """Why this kind cluster's CNI does not enforce NetworkPolicy, or None when it does.
+
+    kind's CNI, kindnet, comes from the NODE IMAGE (the manifest is baked into it when the image is
+    built), not from the kind binary: a kind v0.24 binary with a node image built for an older kind
+    runs the older kindnet. kindnet enforces NetworkPolicy from kind v0.24.0 on, and its ClusterRole
+    then grants it networkpolicies (kind commit c3e24ff7, "update rbac permissions for kindnet
+    network policies"; pkg/build/nodeimage/const_cni.go, v0.24.0); older ones lack that rule."""
+    from kubernetes.client.exceptions import ApiException
+
+    rbac = k8s.RbacAuthorizationV1Api(api)
+    try:
+        role = rbac.read_cluster_role("kindnet")
+    except ApiException as exc:
+        if exc.status == 404:  # another CNI: the cut's probe pod proves (or refutes) its enforcement
+            return None
+        raise
+    resources = {r for rule in (role.rules or []) for r in (rule.resources or [])}
+    if "networkpolicies" in resources:
+        return None
+    images = ""
+    try:
+        ds = k8s.AppsV1Api(api).read_namespaced_daemon_set("kindnet", "kube-system")
+        images = ", ".join(c.image for c in ds.spec.template.spec.containers)
+    except ApiException:
+        pass
+    return (f"the node image's kindnet ({images or 'image unknown'}) predates NetworkPolicy support (its "
+            "ClusterRole grants no networkpolicies): the NetworkPolicy fault would cut nothing; use a node image "
+            "built for kind >= v0.24.0 (--kind-image, or the row's kind_node_images)")
