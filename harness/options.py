@@ -179,6 +179,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--predictor-requests", None, "clusters: the predictors' resource requests, e.g. cpu=250m,memory=1Gi "
                                          "(default: kind cpu=250m,memory=1Gi, cloud the seed's cpu=1,memory=2Gi)",
            parse=parse_requests, group="cluster"),
+    Option("--train-requests", None, "clusters: the train task's CPU and memory as submitted, e.g. cpu=2,memory=8Gi, "
+                                     "to fit the node pool it lands on (default: kind cpu=1,memory=2Gi, cloud the "
+                                     "pipeline's cpu=4,memory=16Gi)", parse=parse_requests, group="cluster"),
     Option("--install-stack", False, "cloud: install the row's components the cluster lacks instead of only "
                                      "discovering them", switch=True, group="cluster"),
     Option("--stack-manifest", None, "write where the stack lives (state folder, process ids) to this file, for "

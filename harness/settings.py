@@ -46,6 +46,7 @@ class StackConfig:
     install_stack: bool = False  # cloud: install the row's missing components instead of only discovering
     chaos_namespaces: tuple[str, ...] = ()  # clusters: where chaos may act (with the namespace label too)
     predictor_requests: dict[str, str] | None = None  # clusters: the predictors' requests (None: the profile's)
+    train_requests: dict[str, str] | None = None  # clusters: the train task's size as submitted (None: the profile's)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ class RunSettings:
             kubeconfig=values["--kubeconfig"], kube_context=values["--kube-context"],
             keep_cluster=values["--keep-cluster"], kind_bin=values["--kind-bin"], kind_image=values["--kind-image"],
             kind_cluster=values["--kind-cluster"], install_stack=values["--install-stack"],
-            chaos_namespaces=values["--chaos-namespaces"], predictor_requests=values["--predictor-requests"])
+            chaos_namespaces=values["--chaos-namespaces"], predictor_requests=values["--predictor-requests"],
+            train_requests=values["--train-requests"])
         return cls(profile=profile, matrix=matrix, row=row, rows=tuple(selected) if selected is not None else None,
                    stack=stack, reports_dir=values["--reports-dir"], run_id=values["--run-id"] or new_run_id(),
                    judges=judges, matrix_gate=values["--matrix-gate"], ledger_dir=values["--ledger-dir"],

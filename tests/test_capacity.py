@@ -120,3 +120,13 @@ def test_predictor_requests_are_validated_where_the_option_is_read() -> None:
         parse_requests("cpu=1,gpu=1", "--predictor-requests")
     with pytest.raises(ConfigError, match=r"'lots' is not a Kubernetes quantity"):
         parse_requests("cpu=lots", "--predictor-requests")
+
+
+def test_the_train_task_is_sized_by_the_option_for_the_pool_it_lands_on() -> None:
+    assert KindProfile.train_fit(StackConfig(profile="kind")) == {"cpu": "1", "memory_gib": 2}
+    assert CloudProfile.train_fit(StackConfig(profile="cloud")) is None  # as compiled: 4 CPU, 16Gi
+    sized = StackConfig(profile="cloud", train_requests={"cpu": "1500m", "memory": "6Gi"})
+    assert CloudProfile.train_fit(sized) == {"cpu": "1.5", "memory_gib": 6.0}
+    assert CloudProfile._demand(sized, ROW, frozenset({"conformance"})).train_task == Resources(1500, 6144)
+    memory_only = StackConfig(profile="kind", train_requests={"memory": "3Gi"})
+    assert KindProfile.train_fit(memory_only) == {"cpu": "1", "memory_gib": 3.0}

@@ -5,13 +5,15 @@ the network layer, Kubernetes) and reports every difference from the matrix row.
 row needs and the cluster lacks are an error, unless --install-stack: then the harness installs
 the missing ones (never one that is already there). The harness's own services (MinIO, MLflow
 with the row's pins, Prometheus, and the RBAC and Secrets the pipeline's tasks use) live in the
-`seamcheck-system` namespace and are (re)applied on every run; nothing else is changed.
+`seamcheck-system` namespace and are (re)applied on every run. Outside it the profile adds a
+Secret and a RoleBinding to the serving namespace, a ClusterRole, two Secrets in KFP's namespace,
+and the run's InferenceServices (deleted at teardown): docs/profiles.md lists what stays.
 
 Everything is reached through supervised `kubectl port-forward`s; InferenceServices through the
 ingress gateway's load balancer when its address accepts a connection from here, else a
-port-forward to the gateway. Chaos acts only in
-namespaces listed in --chaos-namespaces AND labelled seamcheck.io/chaos=allowed. The GPU check
-records the node the training pod ran on and that it offers a real (device-plugin) GPU.
+port-forward to the gateway. Chaos acts only in namespaces listed in --chaos-namespaces AND
+labelled seamcheck.io/chaos=allowed. The GPU check records the node the training pod ran on and
+that it offers a real (device-plugin) GPU.
 """
 from __future__ import annotations
 

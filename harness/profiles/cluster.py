@@ -332,11 +332,29 @@ class ClusterProfile(Profile):
         stack_cpu_m, stack_memory_mi = stack_requests(row.cluster)
         if not cls._installs_upstream(config):
             stack_cpu_m = stack_memory_mi = 0  # already running: in the nodes' requests, not added again
-        train = ({"cpu": str(cls.fit["cpu"]), "memory": f"{cls.fit['memory_gib']}Gi"} if cls.fit
-                 else dict(COMPILED_TRAIN_REQUESTS))
+        fit = cls.train_fit(config)
+        train = ({"cpu": str(fit["cpu"]), "memory": f"{fit['memory_gib']}Gi"} if fit else dict(COMPILED_TRAIN_REQUESTS))
         return session_demand(suites, predictor_requests=config.predictor_requests or cls.default_predictor_requests
                               or SEED_PREDICTOR_REQUESTS, train_requests=train, stack_cpu_m=stack_cpu_m,
                               stack_memory_mi=stack_memory_mi)
+
+    @classmethod
+    def train_fit(cls, config: StackConfig) -> dict[str, Any] | None:
+        """The train task's limits as submitted ({"cpu", "memory_gib"}): --train-requests, else the
+        profile's fit (None: as compiled). KFP makes a task's limits its requests too, so this is
+        what the scheduler must find on one node of the pool the task targets."""
+        if not config.train_requests:
+            return cls.fit
+        from kubernetes.utils import parse_quantity
+
+        cpu = config.train_requests.get("cpu")
+        memory = config.train_requests.get("memory")
+        base = dict(cls.fit or {"cpu": "4", "memory_gib": 16})
+        if cpu:
+            base["cpu"] = f"{float(parse_quantity(cpu)):g}"
+        if memory:
+            base["memory_gib"] = float(parse_quantity(memory)) / 2**30
+        return base
 
     @classmethod
     def _installs_upstream(cls, config: StackConfig) -> bool:
@@ -379,7 +397,7 @@ class ClusterProfile(Profile):
         submission = prepare_submission(
             compiled_text, env_secret=TASK_SECRETS["env"], env_keys=list(task_env(self.spec, self.s3)),
             probe_secret=TASK_SECRETS["probe"], probe_mount=PROBE_MOUNT, gpu_toleration=self.gpu_toleration,
-            drop_accelerator=self.drop_accelerator, fit=self.fit)
+            drop_accelerator=self.drop_accelerator, fit=self.train_fit(self.config))
         submitted = run_dir / "submitted.yaml"
         submitted.write_text(submission.yaml_text)
         for change in submission.changes:
