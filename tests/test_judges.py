@@ -451,8 +451,9 @@ def test_histogram_quantile_follows_prometheus() -> None:
     assert math.isnan(histogram_quantile(0.99, np.array([0, 0, 0, 0]), bounds))
 
 
-def test_sprt_yardstick_matches_the_worked_numbers_in_the_notes() -> None:
-    # notes/anchors.md 1.5: p0 = 1 %, p1 = 5 %, alpha = beta = 0.05 -> E[N|H1] ~ 64 requests
+def test_sprt_yardstick_matches_walds_average_sample_number() -> None:
+    # p0 = 1 %, p1 = 5 %, alpha = beta = 0.05: E[N|H1] = (0.95 ln 19 + 0.05 ln(1/19)) / KL(0.05 || 0.01)
+    # = 2.65 / 0.0413 ~ 64 requests (Wald 1945's formula, worked by hand)
     assert asn_h1(0.01, 0.05, 0.05, 0.05) == pytest.approx(64, abs=1)
     assert kl_bernoulli(0.3, 0.3) == 0.0
 

@@ -9,8 +9,9 @@ Errors: Wald SPRTs on the canary's 5xx, run on the cumulative counts at every ch
   rate r times the stable's, each error comes from the canary with probability
   theta(r) = w r / (w r + 1 - w), whatever the stable's own rate is: the nuisance parameter drops
   out, and H0: r = 1 (the canary is as good as the stable) is a plain Bernoulli test on "which
-  revision did this error come from" (the Poisson-conditioning idea behind Netflix's count tests,
-  notes/anchors.md 1.5). The floor enters as pseudo-errors: the stable counts
+  revision did this error come from" (conditioning Poisson counts on their sum, the idea behind
+  Netflix's count tests: Lindon, Sanden and Shirikian, "Rapid Regression Detection in Software
+  Deployments through Sequential Testing", KDD 2022). The floor enters as pseudo-errors: the stable counts
   max(errors, floor x requests), i.e. its rate is read as max(stable, floor); that only ever makes
   the canary look relatively better, so it cannot add false rollbacks.
 

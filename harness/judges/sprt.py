@@ -1,6 +1,8 @@
 """Wald's sequential probability ratio test for Bernoulli events: the log-likelihood ratios the
 sequential judge accumulates, its stopping bounds, and the expected sample sizes the benchmarks
-compare the judges with (Wald 1945; the formulas as collected in notes/anchors.md section 1.5).
+compare the judges with (A. Wald, "Sequential Tests of Statistical Hypotheses", Annals of
+Mathematical Statistics 16(2), 1945: bounds A = (1 - beta) / alpha, B = beta / (1 - alpha), and the
+average sample number E[N | H1] = ((1 - beta) ln A + beta ln B) / E[z | H1]).
 """
 from __future__ import annotations
 
