@@ -265,3 +265,20 @@ def test_signature_claim_is_not_blamed_for_other_failures_and_the_log_remedy_is_
     cell = checks.tracking_client_cell("r", reg)
     assert cell.findings[0].facet == "log-model"
     assert cell.findings[0].text.endswith("with serialization_format='cloudpickle': logged")
+
+
+def test_every_probe_the_lab_runs_is_a_module_of_the_probes_package() -> None:
+    """The lab runs its probes by module name in the role environments (python -m ...), where a
+    renamed module only fails as "No module named" at run time: each name is checked here."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    import harness.matrixcheck.lab as lab
+
+    tree = ast.parse(Path(lab.__file__).read_text())
+    names = {call.args[1].value for call in ast.walk(tree) if isinstance(call, ast.Call)
+             and getattr(call.func, "id", None) == "_probe" and isinstance(call.args[1], ast.Constant)}
+    assert names, "no _probe calls found: the lab changed how it runs probes"
+    missing = [n for n in sorted(names) if importlib.util.find_spec(f"harness.matrixcheck.probes.{n}") is None]
+    assert missing == [], missing

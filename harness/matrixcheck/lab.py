@@ -252,7 +252,7 @@ class MatrixLab:
         try:
             self.say(f"matrix {name}: client probe (log, register, alias, stages) ...")
             t = time.monotonic()
-            register = _probe(envs["pipeline"].python, "client",
+            register = _probe(envs["pipeline"].python, "mlflow_client",
                               ["register", "--tracking-uri", server.uri, "--model-name", MODEL_NAME,
                                "--alias", ALIAS, "--input", str(self._holdout_path)],
                               what=f"{name}: MLflow client probe", env=self._client_env(server.uri),
@@ -280,7 +280,7 @@ class MatrixLab:
         skew = None
         if "skew" in envs:
             self.say(f"matrix {name}: skew probe (train-save with scikit-learn of the skew role) ...")
-            skew = _probe(envs["skew"].python, "client",
+            skew = _probe(envs["skew"].python, "mlflow_client",
                           ["train-save", "--out", str(home / "skew-model"), "--input", str(self._holdout_path)],
                           what=f"{name}: skew trainer probe", env=self._client_env(), cwd=home / "work")
             if (skew["steps"].get("save") or {}).get("ok"):
@@ -405,7 +405,7 @@ class MatrixLab:
         home = self.state / "pairs" / f"{old}__{new}"
         (home / "work").mkdir(parents=True, exist_ok=True)
         try:
-            return _probe(self._envs(new)["pipeline"].python, "client",
+            return _probe(self._envs(new)["pipeline"].python, "mlflow_client",
                           ["read", "--tracking-uri", server.uri, "--model-name", MODEL_NAME, "--alias", ALIAS,
                            "--input", str(self._holdout_path)],
                           what=f"{new}'s client against {old}'s server", env=self._client_env(server.uri),
