@@ -217,8 +217,12 @@ def test_only_recorded_processes_are_signalled(tmp_path: Path) -> None:
         from harness.ledger.records import Entry
 
         reused = Entry(1, "process", {"pid": bystander.pid, "started": psutil.Process(bystander.pid).create_time() - 5})
+        # Precondition, checked on its own so a failure says which half broke: the scan sees the carrier.
+        environ = Path(f"/proc/{ours.pid}/environ").read_bytes()
+        assert f"{TOKEN_VAR}={'a' * 32}".encode() in environ.split(b"\0"), (ours.poll(), environ[:300])
+        assert [p.pid for p in processes_with_token("a" * 32)] == [ours.pid]
         swept = sweep([reused], "a" * 32)
-        assert swept.removed == {"process": 1}
+        assert (swept.removed, swept.failures) == ({"process": 1}, []), (ours.poll(), bystander.poll())
         assert ours.wait(timeout=10) is not None
         assert bystander.poll() is None
     finally:
