@@ -6,6 +6,11 @@
 * ``host_profile``: the `host` profile's whole cluster (two nodes, kube-proxy, CoreDNS, the
   NetworkPolicy controller, the fake GPU), for tests that need pods. Under ``--profile host`` it is
   the session's own stack; otherwise this fixture starts a HostProfile itself. About 40 s.
+* ``host``: ``host_profile`` with the harness's namespaces made (labelled for chaos, as kind's install
+  labels them) for the session and removed at its end; tests remove what they put in them.
+* ``kube``: for one test, a client of ``kube_api`` that records what it sends (tests/kube.py
+  ``Recorder``) and a ``Scratch`` that removes the namespaces and objects the test made;
+  ``kserve_crd``: KServe v0.14.1's own InferenceService CRD (from its module), installed once.
 
 Both skip, with the reason and the command that fixes it, where the machine cannot run them (not
 root, a tool or a built component missing).
@@ -22,8 +27,9 @@ from kubernetes import config as k8s_config
 
 from harness.errors import SeamcheckError
 from harness.settings import SETTINGS_KEY
+from tests.kube import Recorder, Scratch
 
-__all__ = ["KubeApi", "host_profile", "kube_api"]
+__all__ = ["Kube", "KubeApi", "host", "host_profile", "kserve_crd", "kube", "kube_api", "running_pod"]
 
 
 @dataclass
@@ -102,3 +108,70 @@ def host_profile(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
         yield profile
     finally:
         profile.teardown()
+
+
+@pytest.fixture(scope="session")
+def kserve_crd(kube_api: KubeApi) -> dict:
+    from harness.host.crds import KSERVE_INFERENCESERVICE, install_crd, upstream_crd
+
+    return install_crd(kube_api.client(), upstream_crd(*KSERVE_INFERENCESERVICE))
+
+
+@dataclass
+class Kube:
+    api: k8s.ApiClient
+    recorder: Recorder
+    scratch: Scratch
+    server: KubeApi
+
+    def calls(self, method: str | None = None, contains: str = "") -> list[dict]:
+        return self.recorder.calls(method, contains)
+
+
+@pytest.fixture
+def kube(kube_api: KubeApi) -> Iterator[Kube]:
+    api = kube_api.client()
+    scratch = Scratch(kube_api.client(), custom=(("serving.kserve.io/v1beta1", "InferenceService"),))
+    try:
+        yield Kube(api, Recorder(api), scratch, kube_api)
+    finally:
+        scratch.cleanup()
+
+
+@pytest.fixture(scope="session")
+def host(host_profile) -> Iterator[object]:
+    from kubernetes.client.exceptions import ApiException
+
+    from harness.cluster.spec import CHAOS_ALLOWED, CHAOS_LABEL
+    from tests.kube import wait_for
+
+    core = k8s.CoreV1Api(host_profile.api)
+    made = []
+    for ns in host_profile.spec.harness_namespaces:
+        try:
+            core.create_namespace({"metadata": {"name": ns, "labels": {CHAOS_LABEL: CHAOS_ALLOWED}}})
+            made.append(ns)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        wait_for(f"the default ServiceAccount of {ns}", lambda ns=ns: core.list_namespaced_service_account(
+            ns, field_selector="metadata.name=default").items, deadline_s=60)
+    yield host_profile
+    for ns in made:
+        core.delete_namespace(ns)
+
+
+def running_pod(api: k8s.ApiClient, namespace: str, name: str, *, deadline_s: float = 120,
+                phases: tuple[str, ...] = ("Running",)) -> k8s.V1Pod:
+    """The pod once its kubelet reports one of ``phases`` (and, when Running, an IP)."""
+    from tests.kube import wait_for
+
+    core = k8s.CoreV1Api(api)
+
+    def seen() -> k8s.V1Pod | None:
+        pod = core.read_namespaced_pod(name, namespace)
+        if pod.status.phase in phases and (pod.status.phase != "Running" or pod.status.pod_ip):
+            return pod
+        return None
+
+    return wait_for(f"pod {namespace}/{name} {'/'.join(phases)}", seen, deadline_s=deadline_s, interval_s=0.5)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import ssl
 import time
 import urllib.request
@@ -48,9 +49,12 @@ from harness.procs import ComponentFailed, ManagedProcess, run_command
 
 __all__ = ["API_COMPONENTS", "COMPONENTS", "GPU_LABELS", "GPU_TAINTS", "HostCluster"]
 
-COMPONENTS = ("etcd", "kubernetes", "kubelet", "containerd", "runc", "cni-plugins", "pause", "coredns",
-              "kube-network-policies", "kube-router")
+#: What every cluster with nodes needs; kube-network-policies (kind's enforcer) is added where the
+#: kernel can run it and it is built (`python -m harness.host.build kube-network-policies`).
+COMPONENTS = ("etcd", "kubernetes", "kubelet", "containerd", "runc", "cni-plugins", "pause", "coredns", "kube-router")
 API_COMPONENTS = ("etcd", "kubernetes")
+#: The images every node imports (harness/host/images.toml); the enforcer's own is added when used.
+NODE_IMAGES = ("pause", "coredns", "busybox")
 #: The second node, as kind-gpu's GPU worker (harness/cluster/manifests/cluster.yaml.j2).
 GPU_LABELS = {"seamcheck.io/role": "gpu", "nvidia.com/gpu.present": "true"}
 GPU_TAINTS = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
@@ -146,6 +150,10 @@ class HostCluster:
                     return proc.pid
         raise ComponentFailed(f"no pause process in a cgroup of pod {namespace}/{name} (uid {uid}): is it Running?")
 
+    def in_pod(self, namespace: str, name: str) -> list[str]:
+        """The argv prefix that runs a command in a running Pod's network namespace."""
+        return ["nsenter", f"--net=/proc/{self.pod_pid(namespace, name)}/ns/net", "--"]
+
     @contextlib.contextmanager
     def _own_ledger(self) -> Iterator[Ledger]:
         """Everything the cluster makes goes into its own ledger (so ``keep()`` can hand exactly that
@@ -161,13 +169,18 @@ class HostCluster:
     def start(self) -> HostCluster:
         t0 = time.monotonic()
         with self._own_ledger() as record:
-            self.bins = hbuild.ensure_all(API_COMPONENTS if self.api_only else COMPONENTS)
-            archives = {} if self.api_only else write_images()
             self.work = record.make_dir("seamcheck-host-", self.parent)
             # containerd's snapshots and rootfs, the kubelet's volumes, the pods' netns files: all below.
             record.intend("mount", key=str(self.work), path=str(self.work), tree=True)
             try:
                 self.netns = NodeNetns(service_cidr=self.service_cidr).open()
+                if self.addons:
+                    self._choose_enforcer()
+                components = API_COMPONENTS if self.api_only else COMPONENTS + (
+                    ("kube-network-policies",) if self.enforcer == "kube-network-policies" else ())
+                self.bins = hbuild.ensure_all(components)
+                archives = {} if self.api_only else write_images(list(NODE_IMAGES) + (
+                    ["kube-network-policies"] if self.enforcer == "kube-network-policies" else []))
                 ip = self.netns.node_ip
                 more = (self.gpu_node_name,) if self.gpu_node else ()
                 self.pki = make_pki(self.work / "pki", advertise=ip, service_ip=self.service_ip, node=self.node,
@@ -294,17 +307,10 @@ class HostCluster:
             node.start_kube_proxy(self.work / "kube-proxy.conf", CLUSTER_CIDR)
         images = load_images()
         objects = coredns_manifests(images["coredns"].local, self.dns_ip)
-        missing_queue = nft_queue_missing(self.netns.exec_argv)
-        if missing_queue is None:
-            self.enforcer = "kube-network-policies"  # kind's
+        if self.enforcer == "kube-network-policies":
             objects += network_policy_manifests(images["kube-network-policies"].local)
-        else:
-            reason = kube_router_missing()
-            if reason:
-                self.network_policy = f"{missing_queue}, and {reason}"
-            else:
-                self.enforcer = "kube-router"
-                objects += kube_router_rbac()
+        elif self.enforcer == "kube-router":
+            objects += kube_router_rbac()
         self.kubectl("apply", "-f", "-", input=as_list(objects))
         if self.enforcer == "kube-router":
             for node in self.nodes:
@@ -324,6 +330,26 @@ class HostCluster:
                         lambda: rolled_out("daemonset", "kube-network-policies"), 180)
         for node in self.nodes:
             self.timings.update(node.timings)
+
+    def _choose_enforcer(self) -> None:
+        """kind's kube-network-policies where this kernel runs it (the nftables queue expression,
+        probed in the node's namespace) and it is built; kube-router's policy controller otherwise
+        (iptables and ipset); neither when kube-router's tools are missing (then ``network_policy``
+        says why and the policy tests skip with it)."""
+        from harness.host.recipes import recipes
+        from harness.host.versions import load_host_versions
+
+        assert self.netns is not None
+        missing_queue = nft_queue_missing(self.netns.exec_argv) if shutil.which("nft") else "nft is not installed"
+        knp_built = hbuild.find(recipes(load_host_versions())["kube-network-policies"]) is not None
+        if missing_queue is None and knp_built:
+            self.enforcer = "kube-network-policies"
+            return
+        reason = kube_router_missing()
+        if reason:
+            self.network_policy = f"{missing_queue or 'kube-network-policies is not built'}, and {reason}"
+        else:
+            self.enforcer = "kube-router"
 
     def _advertise_gpu(self) -> None:
         """kind-gpu's fake GPU: the node status patch (harness/cluster/gpu.py), on the real kubelet."""

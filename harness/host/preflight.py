@@ -1,6 +1,7 @@
 """What the host cluster needs on this machine, checked before anything starts: root, the tools it
 execs (with the Debian package that has each), and every component in the host build cache (a cold
-build takes about 45 CPU-minutes, so it is never started from inside a session)."""
+build takes about 45 CPU-minutes, so it is never started from inside a session); kube-network-policies
+is optional (harness/host/cluster.py chooses the enforcer)."""
 from __future__ import annotations
 
 import os

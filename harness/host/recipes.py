@@ -159,7 +159,8 @@ def recipes(versions: HostVersions) -> dict[str, Recipe]:
         name="kube-network-policies", module="sigs.k8s.io/kube-network-policies", version=knp.tag,
         wrapper="kube-network-policies",
         steps=(GoStep(packages=("sigs.k8s.io/kube-network-policies/cmd",), outputs=("netpol",)),),
-        upstream=f"Dockerfile@{knp.tag}")
+        # Only where the kernel has nftables' queue expression (kind's enforcer): built when named.
+        upstream=f"Dockerfile@{knp.tag}", default=False)
 
     krt = versions.component("kube-router")
     # Makefile (kube-router target): CGO_ENABLED=0 go build -ldflags "-X .../pkg/version.Version=$(git describe
