@@ -141,11 +141,11 @@ def port_flag(component: str) -> str:
 #: Local components whose loopback port a user may fix (option --<component>-port).
 PORT_COMPONENTS = ("mlflow", "s3", "prometheus", "proxy", "proxy_metrics", "kube_api")
 
-GROUPS = {"run": "every run", "local": "the local profile", "cluster": "cluster profiles (kind, kind-gpu, cloud)",
+GROUPS = {"run": "every run", "local": "the local profile", "cluster": "cluster profiles (kind, kind-gpu, cloud, host)",
           "harness": "the harness's own tests"}
 
 OPTIONS: tuple[Option, ...] = (
-    Option("--profile", "local", "how the stack is stood up (local, kind, kind-gpu, cloud, or one a plugin "
+    Option("--profile", "local", "how the stack is stood up (local, kind, kind-gpu, cloud, host, or one a plugin "
                                  "registers with pytest_seamcheck_profiles)"),
     Option("--matrix-row", None, "matrix row (default: the file's default_row); the matrix suite takes a comma "
                                  "list or `all`"),
@@ -175,7 +175,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--chaos-namespaces", (), "clusters: comma list of namespaces chaos may act in (each must also carry "
                                      "the label seamcheck.io/chaos=allowed)", parse=parse_namespaces,
            group="cluster"),
-    Option("--keep-cluster", False, "kind: keep the cluster it created", switch=True, group="cluster"),
+    Option("--keep-cluster", False, "clusters: keep the cluster the run created (kind, host)", switch=True, group="cluster"),
     Option("--predictor-requests", None, "clusters: the predictors' resource requests, e.g. cpu=250m,memory=1Gi "
                                          "(default: kind cpu=250m,memory=1Gi, cloud the seed's cpu=1,memory=2Gi)",
            parse=parse_requests, group="cluster"),

@@ -169,7 +169,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or config.option.collectonly or hasattr(config, "workerinput"):
         return
-    if not any("stack" in getattr(item, "fixturenames", ()) for item in session.items):
+    for item in session.items:  # a suite the profile cannot run skips with its one-line reason
+        reasons = [r for s in SUITES if item.get_closest_marker(s) is not None
+                   if (r := settings.profile_class().suite_skip_reason(s))]
+        if reasons:
+            item.add_marker(pytest.mark.skip(reason=f"{settings.profile}: {reasons[0]}"))
+    if not any("stack" in getattr(item, "fixturenames", ()) and item.get_closest_marker("skip") is None
+               for item in session.items):
         return
     if settings.rows is not None and len(settings.rows) > 1 and any(
             "stack" in getattr(item, "fixturenames", ()) for item in session.items):

@@ -22,7 +22,7 @@ def _assert_usage_error(result, text: str) -> None:
 def test_unknown_profile(tmp_path: Path) -> None:
     write_test(tmp_path)
     _assert_usage_error(run_inner(tmp_path, "--profile", "minikube"),
-                        "unknown profile 'minikube'; choose one of local, kind, kind-gpu, cloud")
+                        "unknown profile 'minikube'; choose one of local, kind, kind-gpu, cloud, host")
 
 
 def test_unknown_profile_from_environment(tmp_path: Path) -> None:

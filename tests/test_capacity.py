@@ -22,7 +22,7 @@ from harness.profiles.cloud import CloudProfile
 from harness.profiles.cluster import SEED_PREDICTOR_REQUESTS
 from harness.profiles.kind import KindProfile
 from harness.settings import StackConfig
-from tests.fake_apiserver import FakeApiServer
+from tests.host_fixtures import Kube, kube, kube_api  # noqa: F401 (fixtures)
 
 ROW = load_matrix().row(None)
 SUITES = frozenset({"conformance", "canary"})
@@ -73,10 +73,12 @@ def test_a_predictor_pod_must_fit_on_one_node_not_only_in_the_sum() -> None:
         check_fits(demand, rooms, where="here", remedy="-")
 
 
-def test_an_existing_clusters_room_is_allocatable_minus_what_its_pods_request() -> None:
+def test_an_existing_clusters_room_is_allocatable_minus_what_its_pods_request(kube: Kube) -> None:  # noqa: F811
+    """Nodes and pods as their kubelets report them (status written through /status), on a real API server."""
     def node(name, cpu, memory, taints=None):
-        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-                "spec": {"taints": taints or []}, "status": {"allocatable": {"cpu": cpu, "memory": memory}}}
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"taints": taints or []},
+                "status": {"capacity": {"cpu": cpu, "memory": memory},
+                           "allocatable": {"cpu": cpu, "memory": memory}}}
 
     def pod(name, node_name, cpu, memory, phase="Running"):
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "team"},
@@ -85,12 +87,12 @@ def test_an_existing_clusters_room_is_allocatable_minus_what_its_pods_request() 
                     {"name": "b", "image": "x"}]},
                 "status": {"phase": phase}}
 
-    with FakeApiServer() as fake:
-        fake.put(node("a", "3920m", "15Gi"))
-        fake.put(node("gpu", "8", "60Gi", taints=[{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]))
-        fake.put(pod("busy", "a", "1500m", "3Gi"))
-        fake.put(pod("done", "a", "2", "2Gi", phase="Succeeded"))  # finished pods hold nothing
-        rooms = cluster_rooms(fake.api_client())
+    kube.scratch.namespace("team")
+    kube.scratch.add(node("a", "3920m", "15Gi"))
+    kube.scratch.add(node("gpu", "8", "60Gi", taints=[{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]))
+    kube.scratch.add(pod("busy", "a", "1500m", "3Gi"))
+    kube.scratch.add(pod("done", "a", "2", "2Gi", phase="Succeeded"))  # finished pods hold nothing
+    rooms = cluster_rooms(kube.api)
     assert rooms == [NodeRoom("a", Resources(2420, 12 * 1024))]
 
 

@@ -1,8 +1,9 @@
-"""The install plan run for real against stand-ins: a fake `kubectl` (a script that records what it
-was asked to apply) and the fake API server (tests/fake_apiserver.py) holding what the applied
-manifests would have produced. Checks the order, the server-side applies of the row's URLs, the
-retry of a webhook that is not serving yet, the KServe settings written through the API, the
-progress lines, and that a step that cannot finish stops the install naming itself."""
+"""The install plan run for real against a FAKE `kubectl` (a script that records what it was asked to
+apply: the release manifests are on GitHub, which this machine cannot reach) and a real kube-apiserver
+(tests/host_fixtures.py ``kube_api``) holding what the applied manifests would have produced, as their
+controllers would report it. Checks the order, the server-side applies of the row's URLs, the retry of
+a webhook that is not serving yet, the KServe settings written through the API, the progress lines,
+and that a step that cannot finish stops the install naming itself."""
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ from harness.cluster.install import Deadline, install_plan, run_plan
 from harness.cluster.render import S3Credentials, render_manifests
 from harness.cluster.spec import cluster_spec
 from harness.matrix import load_matrix
-from tests.fake_apiserver import FakeApiServer
-from tests.test_cluster_api import deployment, namespace
+from tests.host_fixtures import Kube, kube, kube_api  # noqa: F401 (fixtures)
+from tests.kube import get, put
+from tests.test_cluster_api import deployment
 
 FAKE_KUBECTL = """#!/usr/bin/env bash
 # A FAKE kubectl: records its arguments (and stdin for `-f -`), fails once where asked.
@@ -42,50 +44,59 @@ def _fake_kubectl(tmp_path: Path, fail_once: str = "never-matches") -> tuple[Pat
     return script, log
 
 
-def _installed_cluster(fake: FakeApiServer) -> None:
-    """What the manifests would have created, available (the fake has no controllers)."""
+def _installed_cluster(kube: Kube) -> None:  # noqa: F811
+    """What the manifests would have created, available (no controller runs here: the test writes
+    what each would report)."""
     for ns, names in {"cert-manager": ["cert-manager", "cert-manager-cainjector", "cert-manager-webhook"],
                       "knative-serving": ["activator", "autoscaler", "controller", "webhook", "autoscaler-hpa",
                                           "net-kourier-controller"],
                       "kourier-system": ["3scale-kourier-gateway"], "kserve": ["kserve-controller-manager"],
                       "kubeflow": ["ml-pipeline", "minio", "mysql", "workflow-controller"],
                       "seamcheck-system": ["minio", "mlflow", "prometheus"]}.items():
-        fake.put(namespace(ns))
+        kube.scratch.namespace(ns)
         for name in names:
-            fake.put(deployment(name, ns))
+            put(kube.api, deployment(name, ns))
     for crd in ("services", "configurations", "revisions", "routes"):
-        _crd(fake, f"{crd}.serving.knative.dev")
-    _crd(fake, "applications.app.k8s.io")
-    fake.put({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "minio-buckets",
-                                                                    "namespace": "seamcheck-system"},
-              "spec": {"template": {"spec": {"containers": []}}}, "status": {"succeeded": 1}})
-    fake.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inferenceservice-config",
-                                                                   "namespace": "kserve"},
-              "data": {"ingress": json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway"})}})
+        _crd(kube, f"{crd}.serving.knative.dev")
+    _crd(kube, "applications.app.k8s.io")
+    put(kube.api, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "minio-buckets",
+                                                                         "namespace": "seamcheck-system"},
+                   "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                                  "containers": [{"name": "mc", "image": "x:1"}]}}},
+                   "status": {"succeeded": 1, "startTime": "2026-12-01T00:00:00Z",
+                              "completionTime": "2026-12-01T00:00:10Z",
+                              "conditions": [{"type": "Complete", "status": "True"}]}})
+    put(kube.api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inferenceservice-config",
+                                                                        "namespace": "kserve"},
+                   "data": {"ingress": json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway"})}})
 
 
-def _crd(fake: FakeApiServer, name: str) -> None:
+def _crd(kube: Kube, name: str) -> None:  # noqa: F811
+    """A CRD of that name (the API server establishes it itself)."""
     plural, group = name.split(".", 1)
-    fake.put({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": name},
-              "spec": {"group": group, "names": {"plural": plural, "kind": plural.title()}, "scope": "Namespaced",
-                       "versions": []},
-              "status": {"conditions": [{"type": "Established", "status": "True"}]}})
+    kube.scratch.add({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                      "metadata": {"name": name},
+                      "spec": {"group": group, "names": {"plural": plural, "kind": plural.title().rstrip("s")},
+                               "scope": "Namespaced",
+                               "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                                   "openAPIV3Schema": {"type": "object",
+                                                       "x-kubernetes-preserve-unknown-fields": True}}}]}})
 
 
-def test_the_install_plan_runs_in_order_with_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.cluster.install as install
+def test_the_install_plan_runs_in_order_with_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      kube: Kube) -> None:  # noqa: F811
+    from harness.cluster import install
 
     monkeypatch.setattr(install, "RETRY_INTERVAL_S", 0.05)  # the webhook retry, quick
     spec = cluster_spec(load_matrix().row(None), "kind")
     manifests = render_manifests(spec, S3Credentials("a", "b"), knative_owned=True)
     kubectl_bin, log = _fake_kubectl(tmp_path, fail_once="kserve-cluster-resources.yaml")
     kubeconfig = tmp_path / "kubeconfig"
-    with FakeApiServer() as fake:
-        _installed_cluster(fake)
-        steps = install_plan(spec, Kubectl(str(kubectl_bin), kubeconfig), fake.api_client(), manifests)
-        lines: list[str] = []
-        timings = run_plan(steps, lines.append)
-        ingress = json.loads(fake.get("v1", "ConfigMap", "inferenceservice-config", "kserve")["data"]["ingress"])
+    _installed_cluster(kube)
+    steps = install_plan(spec, Kubectl(str(kubectl_bin), kubeconfig), kube.api, manifests)
+    lines: list[str] = []
+    timings = run_plan(steps, lines.append)
+    ingress = json.loads(get(kube.api, "v1", "ConfigMap", "inferenceservice-config", "kserve")["data"]["ingress"])
     assert ingress == {"ingressGateway": "knative-serving/knative-ingress-gateway", "disableIstioVirtualHost": True}
     assert list(timings) == [s.name for s in steps] and len(steps) == 10
     assert lines[0] == "install 1/10: namespaces (deadline 60s) ..."
@@ -115,19 +126,17 @@ def test_the_install_plan_runs_in_order_with_progress(tmp_path: Path, monkeypatc
         "10-minio", "20-mlflow", "30-prometheus", "40-serving-access", "50-kfp-access")]
 
 
-def test_a_step_that_cannot_finish_names_itself(tmp_path: Path) -> None:
+def test_a_step_that_cannot_finish_names_itself(tmp_path: Path, kube: Kube) -> None:  # noqa: F811
     spec = cluster_spec(load_matrix().row(None), "cloud")
     manifests = render_manifests(spec, S3Credentials("a", "b"), knative_owned=False)
     kubectl_bin, _log = _fake_kubectl(tmp_path)
-    with FakeApiServer() as fake:
-        fake.put(namespace("cert-manager"))
-        fake.put(deployment("cert-manager", "cert-manager"))
-        fake.put(deployment("cert-manager-webhook", "cert-manager", ready=0))
-        steps = install_plan(spec, Kubectl(str(kubectl_bin)), fake.api_client(), manifests,
-                             components=["cert-manager"])
-        steps[0].deadline_s = 1
-        with pytest.raises(WaitTimeout) as exc:
-            run_plan(steps)
+    kube.scratch.namespace("cert-manager")
+    put(kube.api, deployment("cert-manager", "cert-manager"))
+    put(kube.api, deployment("cert-manager-webhook", "cert-manager", ready=0))
+    steps = install_plan(spec, Kubectl(str(kubectl_bin)), kube.api, manifests, components=["cert-manager"])
+    steps[0].deadline_s = 1
+    with pytest.raises(WaitTimeout) as exc:
+        run_plan(steps)
     message = str(exc.value)
     assert message.startswith("install step 1/1 'cert-manager v1.15.1': gave up after")
     assert "cert-manager-cainjector: not created yet" in message and "cert-manager-webhook: 0/1 available" in message

@@ -1,12 +1,13 @@
-"""Submitting the pipeline to a cluster and reading its run back, without a cluster:
+"""Submitting the pipeline to a cluster and reading its run back, without KFP:
 
 * the task probe (the sitecustomize every task imports) run for real in a subprocess;
-* the KFP REST client against a fake KFP API server (multipart upload, versions, runs, states,
+* the KFP REST client against a FAKE KFP API server (multipart upload, versions, runs, states,
   errors, the wait's deadline);
 * the cluster profile's whole run_pipeline glue - data staged to S3, submission with the platform
-  spec, upload, run, per-task results from pod logs, artifacts downloaded - against the fake
-  KFP API, the fake Kubernetes API (tests/fake_apiserver.py) and an in-process S3 (moto) playing
-  MinIO. Only stand-ins here: nothing talks to a real KFP backend.
+  spec, upload, run, per-task results from pod logs, artifacts downloaded - against the FAKE KFP
+  API, the host cluster's real Kubernetes (the task pods are real Pods whose containers print the
+  probe's line: their logs come from the kubelet) and an in-process S3 (moto) playing MinIO. No KFP
+  backend runs: the fake KFP API plays it, creating the pods a run's tasks would have.
 """
 from __future__ import annotations
 
@@ -35,8 +36,7 @@ from harness.cluster.tasks import collect_tasks, function_names, task_of_pod
 from harness.matrix import load_matrix
 from harness.pipeline.compile import inspect_compiled
 from harness.settings import StackConfig
-from tests.fake_apiserver import FakeApiServer
-from tests.test_cluster_api import namespace, pod
+from tests.host_fixtures import host, host_profile, running_pod  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,8 @@ class FakeKfp:
     plays the backend: `on_run(run_id, parameters, pipeline_yaml)` fills pods, logs and artifacts,
     and the run walks PENDING -> RUNNING -> the final state over a few polls."""
 
-    def __init__(self, on_run=None, final_state: str = "SUCCEEDED") -> None:
+    def __init__(self, on_run=None, final_state: str = "SUCCEEDED", done=None) -> None:
+        self.done = done  # the run stays RUNNING until done() (the backend's pods have finished)
         self.pipelines: dict[str, dict] = {}
         self.runs: dict[str, dict] = {}
         self.polls: dict[str, int] = {}
@@ -141,6 +142,8 @@ class FakeKfp:
             self.polls[run_id] += 1
             run = self.runs[run_id]
             run["state"] = ["PENDING", "RUNNING", self.final_state][min(self.polls[run_id] - 1, 2)]
+            if run["state"] == self.final_state and self.done is not None and not self.done():
+                run["state"], self.polls[run_id] = "RUNNING", 2
             if run["state"] == "FAILED":
                 run["error"] = {"code": 2, "message": "task train-model failed"}
             run["run_details"] = {"task_details": [{"display_name": "deploy-to-kserve", "state": "SKIPPED"}]}
@@ -208,8 +211,8 @@ def test_kfp_client_upload_run_wait_and_errors() -> None:
 def s3_server():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    address, port = server.get_host_and_port()
+    yield f"http://{address}:{port}"
     server.stop()
 
 
@@ -219,13 +222,32 @@ def _marker(function: str, pod_name: str, output: dict | None, error: str | None
                                 "seconds": 1.5})
 
 
-class FakeBackend:
-    """What a KFP backend would leave behind for a run: one pod per executed task, its log with
-    the probe's line, and the artifacts in KFP's store (moto)."""
+BUSYBOX = "dev.local/seamcheck/busybox:1.35.0"
 
-    def __init__(self, fake: FakeApiServer, s3: Any, *, deploy: bool) -> None:
-        self.fake, self.s3, self.deploy = fake, s3, deploy
+
+def task_pod(name: str, run_id: str, task: str, log: str, *, exit_code: int = 0) -> dict:
+    """A task's executor pod as KFP's Argo backend makes it (the run's label, Argo's node-name
+    annotation, the container `main`); its container prints ``log`` and exits with ``exit_code``."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"pipeline/runid": run_id},
+                         "annotations": {"workflows.argoproj.io/node-name": f"wf.root.{task}.executor"}},
+            "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                     "terminationGracePeriodSeconds": 0,
+                     "containers": [{"name": "main", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                     "command": ["/bin/busybox", "sh", "-c", f'printf "%s\\n" "$LOG"; exit {exit_code}'],
+                                     "env": [{"name": "LOG", "value": log}]}]}}
+
+
+class FakeBackend:
+    """Plays KFP's backend for the fake KFP API: one real pod per executed task, whose log is the
+    probe's line, and the artifacts in KFP's store (moto)."""
+
+    def __init__(self, api: Any, namespace: str, s3: Any, *, deploy: bool) -> None:
+        from kubernetes import client as k8s
+
+        self.core, self.namespace, self.s3, self.deploy = k8s.CoreV1Api(api), namespace, s3, deploy
         self.parameters: dict = {}
+        self.pods: list[str] = []
 
     def __call__(self, run_id: str, parameters: dict, pipeline_yaml: str) -> None:
         self.parameters = parameters
@@ -246,20 +268,25 @@ class FakeBackend:
             if task == "train-model":
                 params = {"mlflow_run_id": "r-123", "registered_model_version": "1"}
             output = {"parameterValues": params, "artifacts": artifacts}
-            self.fake.put(pod(pod_name, "kubeflow", labels={"pipeline/runid": run_id}, node="kind-worker",
-                              phase="Succeeded",
-                              annotations={"workflows.argoproj.io/node-name": f"wf.root.{task}.executor"}))
-            executor = info["executor"]
-            line = _marker(functions[executor], pod_name, output)
-            self.fake.set_log("kubeflow", pod_name, f"pip install ...\n{line}\n", container="main")
+            line = _marker(functions[info["executor"]], pod_name, output)
+            self.core.create_namespaced_pod(self.namespace, task_pod(pod_name, run_id, task, f"pip install ...\n{line}"))
+            self.pods.append(pod_name)
+
+    def finished(self) -> bool:
+        return bool(self.pods) and all(self.core.read_namespaced_pod(p, self.namespace).status.phase in
+                                       ("Succeeded", "Failed") for p in self.pods)
+
+    def remove(self) -> None:
+        for name in self.pods:
+            self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
 
 
-def _profile(tmp_path: Path, fake: FakeApiServer, kfp: FakeKfp, s3_url: str, compiled: Path):
+def _profile(tmp_path: Path, api: Any, kfp: FakeKfp, s3_url: str, compiled: Path):
     from harness.profiles.kind import KindGpuProfile
 
     row = load_matrix().row(None)
     profile = KindGpuProfile(StackConfig(profile="kind-gpu"), row)
-    profile.api = fake.api_client()
+    profile.api = api
     profile.s3 = S3Credentials("k", "s")
     profile.endpoints = {"kfp": kfp.url, "minio": s3_url, "kfp_minio": s3_url, "mlflow": "http://127.0.0.1:1",
                          "prometheus": "http://127.0.0.1:2", "ingress": "http://127.0.0.1:3"}
@@ -283,30 +310,33 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("deploy", [True, False], ids=["deployed", "gate-closed"])
-def test_run_pipeline_glue(tmp_path: Path, s3_server: str, compiled: Path, deploy: bool) -> None:
+def test_run_pipeline_glue(tmp_path: Path, s3_server: str, compiled: Path, deploy: bool, host) -> None:  # noqa: F811
+    from kubernetes import client as k8s
+
     s3 = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="k", aws_secret_access_key="s",
                       region_name="us-east-1")
     for bucket in (BUCKETS["data"], "mlpipeline"):
-        s3.create_bucket(Bucket=bucket)
-    with FakeApiServer() as fake:
-        fake.put(namespace("kubeflow"))
-        fake.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlpipeline-minio-artifact",
-                                                                      "namespace": "kubeflow"},
-                  "data": {"accesskey": "aw==", "secretkey": "cw=="}})  # base64 of k / s
-        backend = FakeBackend(fake, s3, deploy=deploy)
-        kfp = FakeKfp(on_run=backend)
-        profile = _profile(tmp_path, fake, kfp, s3_server, compiled)
-        try:
-            data = tmp_path / "recommendation.parquet"
-            data.write_bytes(b"PAR1 not really parquet")
-            run = profile.run_pipeline({"data_path": str(data), "n_estimators": 50,
-                                        "mlflow_tracking_uri": "http://mlflow.seamcheck-system.svc.cluster.local:5000"},
-                                       name="conformance")
-            model_text = Path(run.task("train-model")["artifacts"]["model_output"]["path"]).read_text()
-            log_text = run.log_path.read_text()
-        finally:
-            profile.teardown()
-            kfp.close()
+        if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=bucket)
+    core = k8s.CoreV1Api(host.api)
+    core.create_namespaced_secret("kubeflow", {"metadata": {"name": "mlpipeline-minio-artifact"},
+                                               "data": {"accesskey": "aw==", "secretkey": "cw=="}})  # k / s
+    backend = FakeBackend(host.api, "kubeflow", s3, deploy=deploy)
+    kfp = FakeKfp(on_run=backend, done=backend.finished)
+    profile = _profile(tmp_path, host.api, kfp, s3_server, compiled)
+    try:
+        data = tmp_path / "recommendation.parquet"
+        data.write_bytes(b"PAR1 not really parquet")
+        run = profile.run_pipeline({"data_path": str(data), "n_estimators": 50,
+                                    "mlflow_tracking_uri": "http://mlflow.seamcheck-system.svc.cluster.local:5000"},
+                                   name="conformance")
+        model_text = Path(run.task("train-model")["artifacts"]["model_output"]["path"]).read_text()
+        log_text = run.log_path.read_text()
+    finally:
+        profile.teardown()
+        kfp.close()
+        backend.remove()
+        core.delete_namespaced_secret("mlpipeline-minio-artifact", "kubeflow")
     # data staged to the in-cluster store, and the run got the s3:// URI
     staged = backend.parameters["data_path"]
     assert staged.startswith(f"s3://{BUCKETS['data']}/conformance/") and staged.endswith("/recommendation.parquet")
@@ -325,7 +355,7 @@ def test_run_pipeline_glue(tmp_path: Path, s3_server: str, compiled: Path, deplo
     assert run.details["kfp_state"] == "SUCCEEDED" and run.details["pipeline_version_id"]
     train_task = run.task("train-model")
     assert train_task["state"] == "SUCCEEDED" and train_task["parameters"]["mlflow_run_id"] == "r-123"
-    assert train_task["kfp_version"] == "2.9.0" and train_task["node"] == "kind-worker"
+    assert train_task["kfp_version"] == "2.9.0" and train_task["node"] == host.cluster.node  # the real pod's node
     assert train_task["artifacts"]["metrics_output"]["metadata"] == {"cv_f1_mean": 0.91}
     assert train_task["artifacts"]["metrics_output"]["path"] is None  # metrics live in metadata only
     model = train_task["artifacts"]["model_output"]
@@ -339,24 +369,29 @@ def test_run_pipeline_glue(tmp_path: Path, s3_server: str, compiled: Path, deplo
     assert kfp.deleted  # the uploaded pipeline was deleted at teardown
 
 
-def test_collect_tasks_reports_a_pod_that_failed_before_python(tmp_path: Path, compiled: Path) -> None:
+def test_collect_tasks_reports_a_pod_that_failed_before_python(tmp_path: Path, compiled: Path, host) -> None:  # noqa: F811
+    from kubernetes import client as k8s
+
     text = compiled.read_text()
     spec_tasks = inspect_compiled(text)["tasks"]
-    with FakeApiServer() as fake:
-        fake.put(namespace("kubeflow"))
-        fake.put(pod("v-exec", "kubeflow", labels={"pipeline/runid": "r"}, phase="Succeeded",
-                     annotations={"workflows.argoproj.io/node-name": "wf.root.validate-data.executor"}))
-        fake.set_log("kubeflow", "v-exec", _marker("validate_data", "v-exec", {"parameterValues": {"row_count": 9}}))
-        fake.put(pod("p-exec", "kubeflow", labels={"pipeline/runid": "r"}, phase="Failed",
-                     annotations={"workflows.argoproj.io/node-name": "wf.root.preprocess-data.executor"}))
-        fake.set_log("kubeflow", "p-exec", "ERROR: Could not find a version that satisfies the requirement x==9\n")
-        from kubernetes import client as k8s
-
-        core = k8s.CoreV1Api(fake.api_client())
-        pods = core.list_namespaced_pod("kubeflow").items
-        assert task_of_pod(pods[0], spec_tasks) == ("preprocess-data", "executor")
+    core = k8s.CoreV1Api(host.api)
+    core.create_namespaced_pod("kubeflow", task_pod("v-exec", "r", "validate-data", _marker(
+        "validate_data", "v-exec", {"parameterValues": {"row_count": 9}})))
+    core.create_namespaced_pod("kubeflow", task_pod(
+        "p-exec", "r", "preprocess-data", "ERROR: Could not find a version that satisfies the requirement x==9",
+        exit_code=1))
+    try:
+        for name in ("v-exec", "p-exec"):
+            running_pod(host.api, "kubeflow", name, phases=("Succeeded", "Failed"))
+        pods = core.list_namespaced_pod("kubeflow", label_selector="pipeline/runid=r").items
+        assert {p.metadata.name: p.status.phase for p in pods} == {"v-exec": "Succeeded", "p-exec": "Failed"}
+        failed = next(p for p in pods if p.metadata.name == "p-exec")
+        assert task_of_pod(failed, spec_tasks) == ("preprocess-data", "executor")
         tasks, logs = collect_tasks(spec_tasks=spec_tasks, functions=function_names(text), pods=pods, core=core,
                                     run={"state": "FAILED"}, fetch=None, artifacts_dir=tmp_path)
+    finally:
+        for name in ("v-exec", "p-exec"):
+            core.delete_namespaced_pod(name, "kubeflow", grace_period_seconds=0)
     assert tasks["validate-data"]["state"] == "SUCCEEDED" and tasks["validate-data"]["parameters"] == {"row_count": 9}
     assert tasks["preprocess-data"]["state"] == "FAILED"
     assert "Could not find a version" in tasks["preprocess-data"]["error"]

@@ -25,9 +25,8 @@ from harness.cluster.errors import ClusterError
 from harness.cluster.render import render_kind_config
 from harness.matrix import load_matrix
 from harness.settings import StackConfig
-from tests.fake_apiserver import FakeApiServer
+from tests.host_fixtures import Kube, host_profile, kube, kube_api  # noqa: F401 (fixtures)
 from tests.inner import inner_env, run_inner, write_test
-from tests.test_cluster_api import _kubelet, node
 
 FAKE_KIND = """#!/usr/bin/env bash
 # A FAKE kind: keeps its clusters in $STATE/clusters; logs every call to $STATE/kind.log.
@@ -171,21 +170,19 @@ def test_a_creation_that_fails_half_way_is_still_deleted(tmp_path: Path, monkeyp
     assert kind_log(tmp_path)[-1] == "delete cluster --name seamcheck-test"
 
 
-def test_kind_gpu_prepares_the_fake_gpu_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeApiServer() as fake:
-        fake.put(node("seamcheck-test-worker3", labels={"seamcheck.io/role": "gpu", "nvidia.com/gpu.present": "true"},
-                      taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]))
-        fake.react("nodes", _kubelet)
-        profile = _profile("KindGpuProfile", monkeypatch, fake_tools(tmp_path))
-        profile.api = fake.api_client()
+def test_kind_gpu_prepares_the_fake_gpu_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_profile,  # noqa: F811
+                                             kube: Kube) -> None:  # noqa: F811
+    """On the host cluster's GPU-pool node (kind-gpu's labels and taint, a real kubelet), then on an
+    API server with no such node."""
+    gpu = host_profile.cluster.gpu_node_name
+    profile = _profile("KindGpuProfile", monkeypatch, fake_tools(tmp_path))
+    profile.api = host_profile.api
+    profile._after_connect()
+    assert profile.gpu == {gpu: {"node": gpu, "capacity": "1", "allocatable": "1"}}
+    assert profile.versions()["cluster"]["fake_gpu_nodes"] == profile.gpu
+    profile.api = kube.api
+    with pytest.raises(ClusterError, match="no node labelled seamcheck.io/role=gpu"):
         profile._after_connect()
-        assert profile.gpu == {"seamcheck-test-worker3": {"node": "seamcheck-test-worker3", "capacity": "1",
-                                                          "allocatable": "1"}}
-        assert profile.versions()["cluster"]["fake_gpu_nodes"] == profile.gpu
-    with FakeApiServer() as empty:
-        profile.api = empty.api_client()
-        with pytest.raises(ClusterError, match="no node labelled seamcheck.io/role=gpu"):
-            profile._after_connect()
     profile.teardown()
 
 

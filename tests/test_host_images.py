@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.host import build as hbuild
-from harness.host.images import ImageError, load_images, local_name, write_image, write_images
+from harness.host.images import ImageError, file_key, load_images, local_name, write_image, write_images
 from harness.host.recipes import recipes
 from harness.host.versions import load_host_versions
 
@@ -21,10 +21,11 @@ def _fake_binaries(tmp_path: Path) -> dict[str, Path]:
     out = {}
     for spec in load_images().values():
         for f in spec.files:
-            path = tmp_path / "bin" / f["component"] / f["binary"]
+            key = file_key(f)
+            path = tmp_path / "bin" / key.replace(":", "_").lstrip("/")
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(f"#!fake {f['binary']}\n".encode())
-            out[f"{f['component']}/{f['binary']}"] = path
+            path.write_bytes(f"#!fake {key}\n".encode())
+            out[key] = path
     return out
 
 
@@ -85,10 +86,11 @@ def _need_cached(*components: str) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="containerd and runc need root (mounts, namespaces, cgroups)")
 def test_containerd_imports_and_runs_the_local_images() -> None:
-    _need_cached("containerd", "runc", "pause", "coredns", "kube-network-policies")
+    _need_cached("containerd", "runc", "pause", "coredns")
     from harness.host.containerd import LocalContainerd
 
-    archives = write_images()
+    names = ["pause", "coredns", "busybox"]
+    archives = write_images(names)
     known = recipes(load_host_versions())
     ctd = LocalContainerd(bin_dir=hbuild.find(known["containerd"]).dir,
                           runc=hbuild.find(known["runc"]).binary("runc")).start()
@@ -96,7 +98,9 @@ def test_containerd_imports_and_runs_the_local_images() -> None:
         for archive in archives.values():
             ctd.import_image(archive)
         listed = ctd.ctr("images", "ls", "-q").stdout.split()
-        assert {s.local for s in load_images().values()} <= set(listed)
+        assert {load_images()[n].local for n in names} <= set(listed)
+        out = ctd.run("dev.local/seamcheck/busybox:1.35.0", "/bin/busybox", "echo", "from busybox")
+        assert "from busybox" in out.stdout, out.stdout + out.stderr
         out = ctd.run("dev.local/seamcheck/coredns:v1.11.3", "/coredns", "-version")
         assert "CoreDNS-1.11.3" in out.stdout, out.stdout + out.stderr
         out = ctd.run("dev.local/seamcheck/pause:3.9", "/pause", "-v")

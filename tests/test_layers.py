@@ -16,7 +16,7 @@ FLOORS: dict[str, int] = {
     "procs": 2, "metrics": 2,
     # operations every profile uses, and the code that runs inside role environments
     "envs": 3, "judges": 3, "load": 3, "serving": 3, "pipeline": 3, "faults": 3, "locustfiles": 3,
-    # what stands the stack up: the local stand-ins, cluster support, the host cluster, the matrix lab
+    # what stands the stack up: the local stand-ins, cluster support, the host cluster, the matrix suite's lab
     "local": 4, "cluster": 4, "host": 4,
     "matrixcheck": 5,
     "report": 6, "options": 6,

@@ -127,7 +127,7 @@ def test_a_profile_a_conftest_registers_is_chosen_by_name(tmp_path: Path) -> Non
     result = run_inner(tmp_path, "--profile", "mine")
     assert result.returncode == 0, result.stdout + result.stderr
     _one_error(run_inner(tmp_path, "--profile", "theirs"), "unknown profile 'theirs'; choose one of local, kind, "
-                                                           "kind-gpu, cloud, mine")
+                                                           "kind-gpu, cloud, host, mine")
 
 
 def test_the_header_says_what_the_run_is_set_up_to_do(tmp_path: Path) -> None:

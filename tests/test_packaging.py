@@ -15,7 +15,9 @@ from tests.inner import REPO_ROOT
 DATA = ("harness/matrix.toml", "harness/chaos/experiments/storage-uri-without-model.json",
         "harness/chaos/experiments/selftest/rollbacks-after-failed-method.json", "harness/locustfiles/v2_inference.py",
         "harness/cluster/manifests/cluster.yaml.j2", "harness/cluster/manifests/stack/20-mlflow.yaml.j2",
-        "harness/faults/model_code/seamcheck_fault_model.py", "harness/report/templates/summary.md.j2")
+        "harness/faults/model_code/seamcheck_fault_model.py", "harness/report/templates/summary.md.j2",
+        "harness/host/images.toml", *(f"harness/host/gomod/{c}/{f}" for c in ("kubernetes", "kube-router", "etcd")
+                                      for f in ("go.mod", "go.sum", "tools.go")))
 
 
 @pytest.fixture(scope="module")

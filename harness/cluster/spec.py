@@ -26,7 +26,7 @@ __all__ = [
     "newest_kubernetes",
 ]
 
-CLUSTER_PROFILES = ("kind", "kind-gpu", "cloud")
+CLUSTER_PROFILES = ("kind", "kind-gpu", "cloud", "host")
 
 # Images of the harness's own in-cluster services (not part of the stack under test). Tags are
 # the MinIO chart 5.4.0 defaults and a Prometheus 2.53 LTS release; a row may override them.
@@ -201,7 +201,7 @@ def cluster_spec(row: Row, profile: str, *, serving_namespace: str = "model-serv
                            "(see harness/matrix.toml)")
     kube = kubernetes or newest_kubernetes(row)
     image = node_image or row.kind_node_images.get(kube, "")
-    if profile != "cloud" and not image:
+    if profile in ("kind", "kind-gpu") and not image:
         raise ClusterError(f"matrix row {row.name!r} has no kind node image for Kubernetes {kube} "
                            "(kind_node_images); add one or pass --kind-image")
     layer = cluster.get("network_layer", "kourier")
@@ -222,4 +222,4 @@ def cluster_spec(row: Row, profile: str, *, serving_namespace: str = "model-serv
         network_layer=layer, net_version=net_version.lstrip("v"), istio=cluster.get("istio", "").lstrip("v"),
         kserve=row.kserve.lstrip("v"), kfp_backend=row.kfp_backend, python=row.python,
         tracking_pins=tuple(tracking), mlflow=row.mlflow, serving_namespace=serving_namespace,
-        images=images, gpu_workers=1 if profile == "kind-gpu" else 0, ports=ports)
+        images=images, gpu_workers=1 if profile in ("kind-gpu", "host") else 0, ports=ports)

@@ -1,83 +1,94 @@
-"""The host cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (with
-its CRI plugin, runc and the CNI bridge) and a kubelet, all real, as local processes in one network
-namespace (harness/host/netns.py), one node.
+"""The host cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and one or two
+kubelet nodes (harness/host/node.py: containerd with CRI, runc and the CNI bridge), all real, as local
+processes in network namespaces of their own (harness/host/netns.py).
 
-``HostCluster(...).start()`` takes the binaries from the host build cache (building what is
-missing), writes the images into the node's containerd, makes the PKI and kubeconfigs
-(harness/host/pki.py) and starts each component in order, waiting for each with a deadline that
-names what it waited for and ends with the tail of its log. Flags follow kubeadm's static pod
-manifests and kubelet configuration at v1.30 (cmd/kubeadm/app/phases/controlplane/manifests.go)
-and kind's node configuration (the CNI bridge stands in for kindnet). etcd listens on the
-namespace's loopback only, over plain HTTP (nothing else can reach it). containerd and the kubelet
-share a private mount namespace (harness/host/mountns.py) that keeps their mounts, the fixed host
-paths they write and the kernel settings the kubelet would change off the host. ``addons=True``
-adds kube-proxy, CoreDNS and the NetworkPolicy enforcer (harness/host/addons.py). Every folder,
-mount, cgroup, link and process is recorded in the run ledger before it exists; ``stop()`` removes
-all. docs/host-cluster-bringup.md has the layout, the results and the problems met.
+``HostCluster(...).start()`` takes the binaries from the host build cache (building what is missing),
+makes the PKI and kubeconfigs (harness/host/pki.py) and starts each component in order, waiting for
+each with a deadline that names what it waited for and ends with the tail of its log. Flags follow
+kubeadm's static pod manifests at v1.30 (cmd/kubeadm/app/phases/controlplane/manifests.go) and kind's
+node configuration (the CNI bridge stands in for kindnet). etcd listens on the control plane
+namespace's loopback only, over plain HTTP (nothing else can reach it).
+
+Shapes: ``api_only`` is etcd and kube-apiserver alone (envtest's shape: the API without controllers,
+for tests of API logic); the default adds the controllers and one node; ``gpu_node`` adds a second
+node labelled and tainted like a cloud GPU pool that advertises ``nvidia.com/gpu`` through a node
+status patch (kind-gpu's shape, harness/cluster/gpu.py); ``addons`` adds kube-proxy and the
+NetworkPolicy controller on every node and CoreDNS (harness/host/addons.py, netpol.py).
+
+The cluster records everything in a run ledger of its own (its processes carry that ledger's token):
+``stop()`` removes all of it, the ledger's reaper removes it if the process is killed, and ``keep()``
+hands it over to a record on disk instead (harness/host/kept.py) so that it outlives this process
+(``--keep-cluster``, ``seamcheck-cluster up``). docs/host-cluster-bringup.md has the layout and results.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import ssl
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 from harness.host import build as hbuild
-from harness.host.addons import (
-    as_list,
-    coredns_manifests,
-    kube_proxy_argv,
-    network_policy_manifests,
-    nft_queue_missing,
-)
+from harness.host.addons import as_list, coredns_manifests, network_policy_manifests, nft_queue_missing
 from harness.host.images import load_images, write_images
-from harness.host.mountns import (
-    CONTAINERD_PATHS,
-    KUBELET_PATHS,
-    claim_mountpoints,
-    private_argv,
-    release_mountpoints,
-)
+from harness.host.mountns import release_mountpoints
 from harness.host.netns import NodeNetns
+from harness.host.netpol import kube_router_missing, kube_router_rbac
+from harness.host.node import HostNode, cgroup_hierarchies
 from harness.host.pki import Pki, make_pki, write_kubeconfig
 from harness.ledger import ledger
+from harness.ledger.ledger import Ledger, activated
 from harness.procs import ComponentFailed, ManagedProcess, run_command
 
-__all__ = ["HostCluster"]
+__all__ = ["API_COMPONENTS", "COMPONENTS", "GPU_LABELS", "GPU_TAINTS", "HostCluster"]
 
-COMPONENTS = ("etcd", "kubernetes", "kubelet", "containerd", "runc", "cni-plugins", "pause", "coredns",
-              "kube-network-policies")
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: What every cluster with nodes needs; kube-network-policies (kind's enforcer) is added where the
+#: kernel can run it and it is built (`python -m harness.host.build kube-network-policies`).
+COMPONENTS = ("etcd", "kubernetes", "kubelet", "containerd", "runc", "cni-plugins", "pause", "coredns", "kube-router")
+API_COMPONENTS = ("etcd", "kubernetes")
+#: The images every node imports (harness/host/images.toml); the enforcer's own is added when used.
+NODE_IMAGES = ("pause", "coredns", "busybox")
+#: The second node, as kind-gpu's GPU worker (harness/cluster/manifests/cluster.yaml.j2).
+GPU_LABELS = {"seamcheck.io/role": "gpu", "nvidia.com/gpu.present": "true"}
+GPU_TAINTS = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+CLUSTER_CIDR = "10.244.0.0/16"
 
 
 @dataclass
 class HostCluster:
-    """One node's cluster: ``start()``, use ``kubectl``/``kubeconfig``/``server``, then ``stop()``."""
+    """``start()``, use ``kubectl``/``kubeconfig``/``server``, then ``stop()`` (or ``keep()``)."""
 
     node: str = "seamcheck-host"
     service_cidr: str = "10.96.0.0/16"
     service_ip: str = "10.96.0.1"
-    pod_cidr: str = "10.244.0.0/24"
     dns_ip: str = "10.96.0.10"
-    #: also kube-proxy, CoreDNS and the NetworkPolicy enforcer (harness/host/addons.py)
+    #: also kube-proxy, CoreDNS and the NetworkPolicy enforcer
     addons: bool = False
-    #: why NetworkPolicy is not enforced (then its enforcer is not deployed), or "" when it is
+    #: a second node shaped like a cloud GPU pool
+    gpu_node: bool = False
+    #: etcd and kube-apiserver only
+    api_only: bool = False
+    #: why NetworkPolicy is not enforced, or "" when it is (see ``enforcer``)
     network_policy: str = ""
+    #: which controller enforces NetworkPolicy: kube-network-policies (kind's) or kube-router
+    enforcer: str = ""
     parent: Path | None = None
     work: Path | None = None
     netns: NodeNetns | None = None
     pki: Pki | None = None
     bins: dict[str, hbuild.Built] = field(default_factory=dict)
     procs: list[ManagedProcess] = field(default_factory=list)
+    nodes: list[HostNode] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    _mountpoints: list[Path] = field(default_factory=list, repr=False)
-    _ctd_sock: Path | None = field(default=None, repr=False)
+    record: Ledger | None = field(default=None, repr=False)
+    _extra_netns: list[NodeNetns] = field(default_factory=list, repr=False)
 
     # ------------------------------------------------------------------ helpers
     def bin(self, component: str, name: str) -> str:
@@ -93,6 +104,15 @@ class HostCluster:
         assert self.work is not None
         return self.work / "admin.conf"
 
+    @property
+    def gpu_node_name(self) -> str:
+        return f"{self.node}-gpu"
+
+    @property
+    def suffix(self) -> str:
+        assert self.netns is not None
+        return self.netns.name.rsplit("-", 1)[-1]
+
     def kubectl(self, *args: str, timeout: float = 60, check: bool = True, input: str | None = None):
         argv = [self.bin("kubernetes", "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
         proc = run_command(argv, what="kubectl " + " ".join(args[:2]), timeout=timeout, input=input)
@@ -107,7 +127,7 @@ class HostCluster:
         self.procs.append(proc)
         return proc
 
-    def _https_ok(self, path: str, cert: str = "admin") -> bool:
+    def https_ok(self, path: str, cert: str = "admin") -> bool:
         assert self.pki is not None
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_crt))
         ctx.load_cert_chain(str(self.pki.dir / f"{cert}.crt"), str(self.pki.dir / f"{cert}.key"))
@@ -130,33 +150,58 @@ class HostCluster:
                     return proc.pid
         raise ComponentFailed(f"no pause process in a cgroup of pod {namespace}/{name} (uid {uid}): is it Running?")
 
+    def in_pod(self, namespace: str, name: str) -> list[str]:
+        """The argv prefix that runs a command in a running Pod's network namespace."""
+        return ["nsenter", f"--net=/proc/{self.pod_pid(namespace, name)}/ns/net", "--"]
+
+    @contextlib.contextmanager
+    def _own_ledger(self) -> Iterator[Ledger]:
+        """Everything the cluster makes goes into its own ledger (so ``keep()`` can hand exactly that
+        over); it shares the session's folder, voice and report folder."""
+        if self.record is None:
+            outer = ledger.active()
+            self.record = Ledger(outer.directory, f"{outer.run_id}-host-cluster", say=outer.say,
+                                 around_spawn=outer.around_spawn, report_dir=outer.report_dir)
+        with activated(self.record):
+            yield self.record
+
     # ------------------------------------------------------------------ bring-up
     def start(self) -> HostCluster:
         t0 = time.monotonic()
-        self.bins = hbuild.ensure_all(COMPONENTS)
-        archives = write_images()
-        record = ledger.active()
-        self.work = record.make_dir("seamcheck-host-", self.parent)
-        # containerd's snapshots and rootfs, the kubelet's volumes, the pods' netns files: all below.
-        record.intend("mount", key=str(self.work), path=str(self.work), tree=True)
-        try:
-            self.netns = NodeNetns(service_cidr=self.service_cidr).open()
-            ip = self.netns.node_ip
-            self.pki = make_pki(self.work / "pki", advertise=ip, service_ip=self.service_ip, node=self.node)
-            for user in ("admin", "controller-manager", "scheduler", "kubelet", "kube-proxy"):
-                write_kubeconfig(self.work / f"{user}.conf", pki=self.pki, user=user, server=self.server)
-            self.timings["prepare_s"] = time.monotonic() - t0
-            self._etcd()
-            self._apiserver()
-            self._controller_manager()
-            self._scheduler()
-            self._containerd(archives)
-            self._kubelet()
-            if self.addons:
-                self._addons()
-        except BaseException:
-            self.stop()
-            raise
+        with self._own_ledger() as record:
+            self.work = record.make_dir("seamcheck-host-", self.parent)
+            # containerd's snapshots and rootfs, the kubelet's volumes, the pods' netns files: all below.
+            record.intend("mount", key=str(self.work), path=str(self.work), tree=True)
+            try:
+                self.netns = NodeNetns(service_cidr=self.service_cidr).open()
+                if self.addons:
+                    self._choose_enforcer()
+                components = API_COMPONENTS if self.api_only else COMPONENTS + (
+                    ("kube-network-policies",) if self.enforcer == "kube-network-policies" else ())
+                self.bins = hbuild.ensure_all(components)
+                archives = {} if self.api_only else write_images(list(NODE_IMAGES) + (
+                    ["kube-network-policies"] if self.enforcer == "kube-network-policies" else []))
+                ip = self.netns.node_ip
+                more = (self.gpu_node_name,) if self.gpu_node else ()
+                self.pki = make_pki(self.work / "pki", advertise=ip, service_ip=self.service_ip, node=self.node,
+                                    more_nodes=more)
+                for user in ("admin", "controller-manager", "scheduler", "kubelet", "kube-proxy", "kube-router",
+                             *(f"kubelet-{n}" for n in more)):
+                    write_kubeconfig(self.work / f"{user}.conf", pki=self.pki, user=user, server=self.server)
+                self.timings["prepare_s"] = time.monotonic() - t0
+                self._etcd()
+                self._apiserver()
+                if not self.api_only:
+                    self._controller_manager()
+                    self._scheduler()
+                    self._nodes(archives)
+                    if self.addons:
+                        self._addons()
+                    if self.gpu_node:
+                        self._advertise_gpu()
+            except BaseException:
+                self.stop()
+                raise
         self.timings["start_s"] = time.monotonic() - t0
         return self
 
@@ -200,7 +245,7 @@ class HostCluster:
             f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
             f"--service-cluster-ip-range={self.service_cidr}", f"--tls-cert-file={pki.apiserver_crt}",
             f"--tls-private-key-file={pki.apiserver_key}"])
-        self._timed(f"kube-apiserver /readyz at {self.server}", proc, lambda: self._https_ok("/readyz"), 180)
+        self._timed(f"kube-apiserver /readyz at {self.server}", proc, lambda: self.https_ok("/readyz"), 180)
 
     def _controller_manager(self) -> None:
         pki, conf = self.pki, str(self.work / "controller-manager.conf")
@@ -226,158 +271,51 @@ class HostCluster:
         if not proc.alive():
             raise proc.failure("exited at start")
 
-    def _containerd(self, archives: dict[str, Path]) -> None:
-        d = self.work / "containerd"
-        for sub in ("cni/net.d", "certs.d", "netns"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        cni_bin = self.bins["cni-plugins"].dir
-        (d / "cni/net.d/10-seamcheck.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "seamcheck", "plugins": [
-                {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
-                 "ipam": {"type": "host-local", "ranges": [[{"subnet": self.pod_cidr}]],
-                          "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(d / "cni/ipam")}},
-                {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=1))
-        runc = self.bins["runc"].binary("runc")
-        pause = load_images()["pause"].local
-        # As kind's /etc/containerd/config.toml (v0.24.0), with every path below our folder and the
-        # runc of the host build; the CRI plugin is on.
-        (d / "config.toml").write_text(f'''version = 2
-root = "{d}/root"
-state = "{d}/state"
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{pause}"
-  netns_mounts_under_state_dir = true
-  disable_apparmor = true
-  # CAP_SYS_RESOURCE is not ours here: runc cannot lower oom_score_adj (-998 for a sandbox) below
-  # containerd's own, so containerd raises such values to its own (kind does the same rootless).
-  restrict_oom_score_adj = true
-  tolerate_missing_hugepages_controller = true
-  stream_server_address = "127.0.0.1"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    discard_unpacked_layers = false
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "{runc}"
-        Root = "{d}/runc"
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{cni_bin}"
-    conf_dir = "{d}/cni/net.d"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{d}/certs.d"
-''')
-        ctd_bin = self.bins["containerd"].dir
-        env = {**os.environ, "PATH": f"{ctd_bin}:{runc.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-        # containerd and the kubelet share one private mount namespace (the kubelet joins
-        # containerd's): their mounts see each other and vanish with them, the host's /proc/sys
-        # values are masked for the kubelet, and the fixed host paths both write are our folders.
-        self._mountpoints = claim_mountpoints(CONTAINERD_PATHS + KUBELET_PATHS)
-        binds = [(fake, real) for fake, real in self._sysctl_masks()]
-        for path in CONTAINERD_PATHS + KUBELET_PATHS:
-            own = self.work / "host-paths" / path.strip("/").replace("/", "_")
-            own.mkdir(parents=True, exist_ok=True)
-            binds.append((own, path))
-        proc = self._start("containerd", private_argv(
-            binds, [str(ctd_bin / "containerd"), "--config", str(d / "config.toml")]), env=env)
-        ctr = [str(ctd_bin / "ctr"), "--address", str(d / "containerd.sock"), "--namespace", "k8s.io"]
-        self._timed("containerd answering", proc,
-                    lambda: run_command([*ctr, "version"], what="ctr version", timeout=20, env=env).returncode == 0, 60)
-        for archive in archives.values():
-            out = run_command([*ctr, "images", "import", str(archive)], what="ctr images import", timeout=180, env=env)
-            if out.returncode != 0:
-                raise proc.failure(f"ctr images import {archive}: {out.stderr.strip()[-400:]}")
-        self._ctd_sock = d / "containerd.sock"
+    def _node_ready(self, name: str) -> bool:
+        out = self.kubectl("get", "node", name, "-o", "json", check=False)
+        if out.returncode != 0:
+            return False
+        conds = {c["type"]: c["status"] for c in json.loads(out.stdout)["status"].get("conditions", [])}
+        return conds.get("Ready") == "True"
 
-    def _sysctl_masks(self) -> list[tuple[Path, str]]:
-        """(file, /proc/sys path) for each kernel setting the kubelet would change on the host.
-
-        The kubelet sets vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1 (and checks
-        vm.panic_on_oom, kernel.keys.root_max*) unless they already hold those values
-        (pkg/kubelet/cm/container_manager_linux.go setupKernelTunables@v1.30.14). They are global, not
-        per namespace: inside the private mount namespace a file holding the wanted value is bound
-        over each one that differs, so the kubelet reads what it wants and writes nothing."""
-        wanted = {"vm/overcommit_memory": 1, "vm/panic_on_oom": 0, "kernel/panic": 10, "kernel/panic_on_oops": 1,
-                  "kernel/keys/root_maxkeys": 1000000, "kernel/keys/root_maxbytes": 25000000}
-        masks = []
-        for key, value in wanted.items():
-            real = f"/proc/sys/{key}"
-            try:
-                if int(Path(real).read_text().split()[0]) == value:
-                    continue
-            except (OSError, ValueError, IndexError):
-                continue
-            fake = self.work / "sysctl" / key.replace("/", ".")
-            fake.parent.mkdir(parents=True, exist_ok=True)
-            fake.write_text(f"{value}\n")
-            masks.append((fake, real))
-        return masks
-
-    def _kubelet(self) -> None:
-        k = self.work / "kubelet"
-        for sub in ("root", "pki", "pod-logs"):
-            (k / sub).mkdir(parents=True, exist_ok=True)
-        (k / "resolv.conf").write_text("nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local "
-                                       "cluster.local\noptions ndots:5\n")
-        # kind's KubeletConfiguration: never evict or garbage-collect images on this shared disk
-        # (an imported image that the kubelet deleted could never be pulled back).
-        (k / "config.yaml").write_text(json.dumps({
-            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                               "x509": {"clientCAFile": str(self.pki.ca_crt)}},
-            "authorization": {"mode": "Webhook"}, "cgroupDriver": "cgroupfs",
-            "clusterDNS": ["10.96.0.10"], "clusterDomain": "cluster.local",
-            "containerRuntimeEndpoint": f"unix://{self._ctd_sock}", "failSwapOn": False,
-            "address": self.netns.node_ip, "healthzBindAddress": "127.0.0.1", "healthzPort": 10248,
-            "readOnlyPort": 0, "protectKernelDefaults": True, "resolvConf": str(k / "resolv.conf"), "podLogsDir": str(k / "pod-logs"),
-            "evictionHard": {"nodefs.available": "0%", "nodefs.inodesFree": "0%", "imagefs.available": "0%"},
-            "imageGCHighThresholdPercent": 100, "rotateCertificates": False, "serializeImagePulls": False},
-            indent=1))
-        record = ledger.active()
-        # The kubelet makes /kubepods in every cgroup v1 hierarchy (cgroupfs driver): ours to remove.
-        for hierarchy in sorted(p for p in _CGROUP_ROOT.iterdir() if p.is_dir()):
-            path = hierarchy / "kubepods"
-            if not path.exists():
-                record.intend("cgroup", key=str(path), path=str(path))
-        ctd = next(p for p in self.procs if p.name == "containerd")
-        proc = self._start("kubelet", [
-            "nsenter", f"--mount=/proc/{ctd.pid}/ns/mnt", "--", self.bin("kubelet", "kubelet"), f"--config={k / 'config.yaml'}",
-            f"--kubeconfig={self.work / 'kubelet.conf'}", f"--root-dir={k / 'root'}", f"--cert-dir={k / 'pki'}",
-            f"--hostname-override={self.node}", f"--node-ip={self.netns.node_ip}", "--v=2"])
-
-        def ready() -> bool:
-            out = self.kubectl("get", "node", self.node, "-o", "json", check=False)
-            if out.returncode != 0:
-                return False
-            conds = {c["type"]: c["status"] for c in json.loads(out.stdout)["status"].get("conditions", [])}
-            return conds.get("Ready") == "True"
-
-        self._timed(f"node {self.node} Ready", proc, ready, 180)
+    def _nodes(self, archives: dict[str, Path]) -> None:
+        assert self.work is not None and self.netns is not None
+        shapes = [(self.node, self.netns, "10.244.0.0/24", {}, [], "kubelet")]
+        if self.gpu_node:
+            # The GPU node's namespace hangs off the first node's: no second link to the host.
+            gpu_ns = NodeNetns(service_cidr=self.service_cidr).open(peer=self.netns)
+            self._extra_netns.append(gpu_ns)
+            shapes.append((self.gpu_node_name, gpu_ns, "10.244.1.0/24", dict(GPU_LABELS), list(GPU_TAINTS),
+                           f"kubelet-{self.gpu_node_name}"))
+        for i, (name, netns, pod_cidr, labels, taints, conf) in enumerate(shapes):
+            node = HostNode(name=name, netns=netns, work=self.work / "nodes" / name, pod_cidr=pod_cidr,
+                            cgroup_root=f"/seamcheck-{self.suffix}-{i}", bin=self.bin, labels=labels, taints=taints)
+            self.nodes.append(node)
+            node.start_runtime(archives, cni_bin=self.bins["cni-plugins"].dir, ctd_bin=self.bins["containerd"].dir,
+                               runc=self.bins["runc"].binary("runc"))
+            node.start_kubelet(kubeconfig=self.work / f"{conf}.conf", client_ca=self.pki.ca_crt, dns_ip=self.dns_ip,
+                               ready=lambda n=name: self._node_ready(n))
+            self.timings.update(node.timings)
+        if len(self.nodes) > 1:
+            # Pods reach the other node's pods through it: each node routes the other's pod CIDR.
+            first, gpu = self.nodes
+            first.netns.route(gpu.pod_cidr, via=gpu.ip)
+            gpu.netns.route(first.pod_cidr, via=gpu.netns.host_ip)
 
     def _addons(self) -> None:
-        proxy = self._start("kube-proxy", kube_proxy_argv(
-            self.bin("kubernetes", "kube-proxy"), kubeconfig=str(self.work / "kube-proxy.conf"), node=self.node,
-            pod_cidr=self.pod_cidr))
-        rules = self.netns.exec_argv("iptables", "-t", "nat", "-S", "KUBE-SERVICES")
-        self._timed("kube-proxy writing the KUBE-SERVICES chain", proxy,
-                    lambda: "kubernetes:https" in run_command(rules, what="iptables -S", timeout=20).stdout, 90)
+        for node in self.nodes:
+            node.start_kube_proxy(self.work / "kube-proxy.conf", CLUSTER_CIDR)
         images = load_images()
-        self.network_policy = nft_queue_missing(self.netns.exec_argv) or ""
         objects = coredns_manifests(images["coredns"].local, self.dns_ip)
-        if not self.network_policy:
+        if self.enforcer == "kube-network-policies":
             objects += network_policy_manifests(images["kube-network-policies"].local)
+        elif self.enforcer == "kube-router":
+            objects += kube_router_rbac()
         self.kubectl("apply", "-f", "-", input=as_list(objects))
-        kubelet = next(p for p in self.procs if p.name == "kubelet")
+        if self.enforcer == "kube-router":
+            for node in self.nodes:
+                node.start_kube_router(self.work / "kube-router.conf", self.service_cidr)
+        kubelet = self.nodes[0].proc("kubelet")
 
         def rolled_out(kind: str, name: str) -> bool:
             out = self.kubectl("-n", "kube-system", "get", kind, name, "-o", "json", check=False)
@@ -387,61 +325,113 @@ state = "{d}/state"
             return (status.get("readyReplicas") or status.get("numberReady") or 0) >= 1
 
         self._timed("CoreDNS Deployment ready", kubelet, lambda: rolled_out("deployment", "coredns"), 180)
-        if not self.network_policy:
+        if self.enforcer == "kube-network-policies":
             self._timed("kube-network-policies DaemonSet ready", kubelet,
                         lambda: rolled_out("daemonset", "kube-network-policies"), 180)
+        for node in self.nodes:
+            self.timings.update(node.timings)
+
+    def _choose_enforcer(self) -> None:
+        """kind's kube-network-policies where this kernel runs it (the nftables queue expression,
+        probed in the node's namespace) and it is built; kube-router's policy controller otherwise
+        (iptables and ipset); neither when kube-router's tools are missing (then ``network_policy``
+        says why and the policy tests skip with it)."""
+        from harness.host.recipes import recipes
+        from harness.host.versions import load_host_versions
+
+        assert self.netns is not None
+        missing_queue = nft_queue_missing(self.netns.exec_argv) if shutil.which("nft") else "nft is not installed"
+        knp_built = hbuild.find(recipes(load_host_versions())["kube-network-policies"]) is not None
+        if missing_queue is None and knp_built:
+            self.enforcer = "kube-network-policies"
+            return
+        reason = kube_router_missing()
+        if reason:
+            self.network_policy = f"{missing_queue or 'kube-network-policies is not built'}, and {reason}"
+        else:
+            self.enforcer = "kube-router"
+
+    def _advertise_gpu(self) -> None:
+        """kind-gpu's fake GPU: the node status patch (harness/cluster/gpu.py), on the real kubelet."""
+        from kubernetes import config as k8s_config
+
+        from harness.cluster.gpu import advertise_fake_gpu
+
+        started = time.monotonic()
+        api = k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+        advertise_fake_gpu(api, self.gpu_node_name, count=1, deadline_s=60)
+        self.timings[f"{self.gpu_node_name} advertising nvidia.com/gpu"] = time.monotonic() - started
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:
-        """Stop every process (newest first), unmount, remove cgroups, the namespace and the folder."""
-        from harness.ledger.undo import (  # the ledger's own steps
-            processes_with_token,
-            undo_cgroup,
-            undo_mount,
-        )
+        """Stop every process (nodes newest first, then the control plane), unmount, remove the
+        cgroups, the namespaces and the folder; then close the cluster's ledger (it removes and
+        names anything this missed)."""
+        from harness.ledger.undo import processes_with_token, undo_cgroup, undo_mount
 
-        record = ledger.active()
-        for proc in reversed(self.procs):
-            proc.stop(timeout=20)
-        self.procs.clear()
-        if "containerd" in self.bins:
-            # Shims outlive containerd by design (they keep containers running) and leave its process
-            # group; they carry the run's token, and are ours if they are our shim binary.
-            shim = str(self.bins["containerd"].binary("containerd-shim-runc-v2"))
-            for p in processes_with_token(record.token, exclude=[os.getpid()]):
-                with contextlib.suppress(psutil.Error):  # gone already
-                    if p.exe() == shim:
-                        p.kill()
-        if self.work is not None:
-            # Whatever is left in the pods' cgroups dies before the unmount.
-            for hierarchy in sorted(p for p in _CGROUP_ROOT.iterdir() if p.is_dir()):
-                key = str(hierarchy / "kubepods")
-                if record.entry_for("cgroup", key) is not None:
-                    try:
-                        undo_cgroup({"path": key})
-                        record.release_key("cgroup", key)
-                    except RuntimeError:
-                        pass
-            undo_mount({"path": str(self.work), "tree": True})
-            record.release_key("mount", str(self.work))
-        if self.netns is not None:
-            self.netns.close()
-        release_mountpoints(self._mountpoints)
-        if self.work is not None:
-            record.remove_dir(self.work)
+        if self.record is None:
+            return
+        with activated(self.record) as record:
+            for node in reversed(self.nodes):
+                node.stop()
+            for proc in reversed(self.procs):
+                proc.stop(timeout=20)
+            self.procs.clear()
+            if "containerd" in self.bins:
+                # Shims outlive containerd by design (they keep containers running) and leave its process
+                # group; they carry the cluster's token, and are ours if they are our shim binary.
+                shim = str(self.bins["containerd"].binary("containerd-shim-runc-v2"))
+                for p in processes_with_token(record.token, exclude=[os.getpid()]):
+                    with contextlib.suppress(psutil.Error):  # gone already
+                        if p.exe() == shim:
+                            p.kill()
+            if self.work is not None:
+                # Whatever is left in the pods' cgroups dies before the unmount.
+                for node in self.nodes:
+                    for hierarchy in cgroup_hierarchies():
+                        key = str(hierarchy / node.cgroup_root.strip("/"))
+                        if record.entry_for("cgroup", key) is not None:
+                            try:
+                                undo_cgroup({"path": key})
+                                record.release_key("cgroup", key)
+                            except RuntimeError:
+                                pass
+                undo_mount({"path": str(self.work), "tree": True})
+                record.release_key("mount", str(self.work))
+            for netns in reversed(self._extra_netns):
+                netns.close()
+            if self.netns is not None:
+                self.netns.close()
+            for node in reversed(self.nodes):
+                release_mountpoints(node.mountpoints)
+            if self.work is not None:
+                record.remove_dir(self.work)
+        self.record.close()
+        self.record = None
+
+    def keep(self) -> Path:
+        """Leave the cluster running after this process: hand its ledger over to the kept record
+        (harness/host/kept.py), which ``seamcheck-cluster down`` or a later session removes."""
+        from harness.host.kept import write_kept
+
+        assert self.record is not None, "the cluster was not started here"
+        token, entries = self.record.hand_over()
+        self.record = None
+        return write_kept(self, token, entries)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.host.cluster [--addons] [--hold SECONDS]``: bring the cluster up, print
-    how to reach it, keep it for a while (Ctrl-C ends it early), then remove it."""
+    """``python -m harness.host.cluster [--addons] [--gpu-node] [--hold SECONDS]``: bring the cluster
+    up, print how to reach it, keep it for a while (Ctrl-C ends it early), then remove it."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m harness.host.cluster", description=main.__doc__)
     parser.add_argument("--addons", action="store_true", help="also kube-proxy, CoreDNS, NetworkPolicy")
+    parser.add_argument("--gpu-node", action="store_true", help="also a second node shaped like a GPU pool")
     parser.add_argument("--hold", type=float, default=600.0, help="seconds to keep it up (default 600)")
     args = parser.parse_args(argv)
-    cluster = HostCluster(addons=args.addons)
+    cluster = HostCluster(addons=args.addons, gpu_node=args.gpu_node)
     try:
         cluster.start()
         print(f"up in {cluster.timings['start_s']:.0f}s: KUBECONFIG={cluster.kubeconfig} (server {cluster.server}, "

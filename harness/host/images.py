@@ -26,7 +26,8 @@ from typing import Any
 
 from harness.host import cache as hcache
 
-__all__ = ["IMAGES_FILE", "ImageSpec", "load_images", "local_name", "write_image", "write_images"]
+__all__ = ["IMAGES_FILE", "ImageSpec", "debian_file", "file_key", "load_images", "local_name", "write_image",
+           "write_images"]
 
 IMAGES_FILE = Path(__file__).with_name("images.toml")
 _CAPS = {"net_bind_service": 10, "net_admin": 12, "net_raw": 13}
@@ -53,7 +54,38 @@ class ImageSpec:
 
     @property
     def components(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(f["component"] for f in self.files))
+        return tuple(dict.fromkeys(f["component"] for f in self.files if "component" in f))
+
+    @property
+    def debian_files(self) -> tuple[Mapping[str, Any], ...]:
+        """The files taken from an installed Debian package ({host, package, path})."""
+        return tuple(f for f in self.files if "host" in f)
+
+
+def file_key(f: Mapping[str, Any]) -> str:
+    """How a file of an image is named in ``binaries``: "component/binary" or "host:/path"."""
+    return f"host:{f['host']}" if "host" in f else f"{f['component']}/{f['binary']}"
+
+
+def _static_elf(data: bytes) -> bool:
+    """An x86-64 ELF program without a PT_INTERP program header (no dynamic loader)."""
+    if data[:4] != b"\x7fELF" or data[4] != 2:  # ELF, 64-bit
+        return False
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    return all(struct.unpack_from("<I", data, phoff + i * phentsize)[0] != 3 for i in range(phnum))  # 3: PT_INTERP
+
+
+def debian_file(f: Mapping[str, Any]) -> Path:
+    """A statically linked program of an installed Debian package, checked (a dynamic one would
+    find no libraries in an image without a base)."""
+    path = Path(f["host"])
+    if not path.is_file():
+        raise ImageError(f"{path} is missing: apt-get install -y {f['package']}")
+    if not _static_elf(path.read_bytes()):
+        raise ImageError(f"{path} is not a static ELF program; install Debian's static build (apt-get install -y "
+                         f"{f['package']})")
+    return path
 
 
 def load_images(path: Path = IMAGES_FILE) -> dict[str, ImageSpec]:
@@ -74,8 +106,10 @@ def load_images(path: Path = IMAGES_FILE) -> dict[str, ImageSpec]:
             raise ImageError(f"{path}: [images.{name}] local={spec['local']!r} needs a tag other than latest "
                              "(a `latest` image is pulled on every start: imagePullPolicy Always)")
         files = spec.get("files")
-        if not isinstance(files, list) or not files or not all({"component", "binary", "path"} <= set(f) for f in files):
-            raise ImageError(f"{path}: [images.{name}] files must list {{component, binary, path}} tables")
+        if not isinstance(files, list) or not files or not all(
+                {"component", "binary", "path"} <= set(f) or {"host", "package", "path"} <= set(f) for f in files):
+            raise ImageError(f"{path}: [images.{name}] files must list {{component, binary, path}} tables (a built "
+                             "binary) or {host, package, path} tables (a static program of a Debian package)")
         for f in files:
             for cap in f.get("capabilities", []):
                 if cap not in _CAPS:
@@ -130,7 +164,7 @@ def _layer(spec: ImageSpec, binaries: Mapping[str, Path]) -> bytes:
             if not any(e[0] == folder for e in entries):
                 entries.append((folder, None, 0o755, {}, (0, 0)))
         pax = {"SCHILY.xattr.security.capability": _capability_xattr(f["capabilities"])} if f.get("capabilities") else {}
-        entries.append((rel, binaries[f"{f['component']}/{f['binary']}"].read_bytes(), 0o755, pax, (0, 0)))
+        entries.append((rel, binaries[file_key(f)].read_bytes(), 0o755, pax, (0, 0)))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path, data, mode, pax, (uid, gid) in sorted(entries, key=lambda e: e[0]):
@@ -160,7 +194,7 @@ def _json(obj: Any) -> bytes:
 
 def write_image(spec: ImageSpec, binaries: Mapping[str, Path], out: Path) -> Path:
     """Write ``spec``'s OCI archive to ``out`` (atomically); ``binaries`` maps "component/binary" -> file."""
-    missing = [k for k in (f"{f['component']}/{f['binary']}" for f in spec.files) if k not in binaries]
+    missing = [k for k in (file_key(f) for f in spec.files) if k not in binaries]
     if missing:
         raise ImageError(f"image {spec.name}: no binary for {missing}; build it: python -m harness.host.build "
                          f"{' '.join(k.split('/')[0] for k in missing)}")
@@ -222,9 +256,12 @@ def write_images(names: list[str] | None = None, *, root: Path | None = None) ->
     out = {}
     for name in chosen:
         spec = specs[name]
-        binaries = {f"{f['component']}/{f['binary']}": built[f["component"]].binary(f["binary"]) for f in spec.files}
-        key = hcache.input_key({"image": spec.name, "spec": repr(spec), "binaries": {
-            k: built[k.split("/")[0]].record["binaries"][k.split("/")[1]]["sha256"] for k in binaries}})
+        binaries = {file_key(f): built[f["component"]].binary(f["binary"]) for f in spec.files if "component" in f}
+        digests = {k: built[k.split("/")[0]].record["binaries"][k.split("/")[1]]["sha256"] for k in binaries}
+        for f in spec.debian_files:
+            binaries[file_key(f)] = debian_file(f)
+            digests[file_key(f)] = hashlib.sha256(binaries[file_key(f)].read_bytes()).hexdigest()
+        key = hcache.input_key({"image": spec.name, "spec": repr(spec), "binaries": digests})
         path = (root or hcache.cache_root()) / "images" / f"{name}-{key}.tar"
         out[name] = path if path.is_file() else write_image(spec, binaries, path)
     return out

@@ -92,8 +92,10 @@ def _leaf(ca: tuple[rsa.RSAPrivateKey, x509.Certificate], cn: str, now: dt.datet
     return key, builder.sign(ca[0], hashes.SHA256())
 
 
-def make_pki(dir_: Path, *, advertise: str, service_ip: str, node: str, cluster_domain: str = "cluster.local") -> Pki:
-    """Write the CAs, certificates and the service-account key pair into ``dir_``."""
+def make_pki(dir_: Path, *, advertise: str, service_ip: str, node: str, cluster_domain: str = "cluster.local",
+             more_nodes: tuple[str, ...] = ()) -> Pki:
+    """Write the CAs, certificates and the service-account key pair into ``dir_``; each of
+    ``more_nodes`` gets its kubelet's certificate as ``kubelet-<node>``."""
     dir_.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca = _ca("kubernetes", now)
@@ -111,7 +113,9 @@ def make_pki(dir_: Path, *, advertise: str, service_ip: str, node: str, cluster_
                            ("controller-manager", "system:kube-controller-manager", ()),
                            ("scheduler", "system:kube-scheduler", ()),
                            ("kube-proxy", "system:kube-proxy", ()),  # bound to system:node-proxier by default
-                           ("kubelet", f"system:node:{node}", ("system:nodes",))):
+                           ("kube-router", "system:kube-router", ()),  # bound by harness/host/netpol.py
+                           ("kubelet", f"system:node:{node}", ("system:nodes",)),
+                           *((f"kubelet-{n}", f"system:node:{n}", ("system:nodes",)) for n in more_nodes)):
         _write(dir_, stem, *_leaf(ca, cn, now, orgs=orgs, client=True))
     sa = _key()
     (dir_ / "sa.key").write_bytes(sa.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

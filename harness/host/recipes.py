@@ -159,7 +159,19 @@ def recipes(versions: HostVersions) -> dict[str, Recipe]:
         name="kube-network-policies", module="sigs.k8s.io/kube-network-policies", version=knp.tag,
         wrapper="kube-network-policies",
         steps=(GoStep(packages=("sigs.k8s.io/kube-network-policies/cmd",), outputs=("netpol",)),),
-        upstream=f"Dockerfile@{knp.tag}")
+        # Only where the kernel has nftables' queue expression (kind's enforcer): built when named.
+        upstream=f"Dockerfile@{knp.tag}", default=False)
+
+    krt = versions.component("kube-router")
+    # Makefile (kube-router target): CGO_ENABLED=0 go build -ldflags "-X .../pkg/version.Version=$(git describe
+    # --tags --dirty) -X .../pkg/version.BuildDate=$(date +%Y-%m-%dT%H:%M:%S%z)"; the date is the tag's, fixed.
+    krt_date = krt.date.replace("Z", "+0000")
+    out["kube-router"] = Recipe(
+        name="kube-router", module="github.com/cloudnativelabs/kube-router/v2", version=krt.tag, wrapper="kube-router",
+        steps=(GoStep(packages=("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",), outputs=("kube-router",),
+                      ldflags=_x({"github.com/cloudnativelabs/kube-router/v2/pkg/version.Version": krt.tag,
+                                  "github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate": krt_date})),),
+        upstream=f"Makefile@{krt.tag} (kube-router target)")
 
     pause = versions.component("pause")
     # build/pause/Makefile: CFLAGS = -Os -Wall -Werror -static -DVERSION=v$(TAG)-$(REV), then strip;
@@ -181,7 +193,7 @@ def recipes(versions: HostVersions) -> dict[str, Recipe]:
 
 #: Component names in build order (cheap first, so a broken toolchain shows before the long one).
 DEFAULT_COMPONENTS = ("pause", "cni-plugins", "runc", "kube-network-policies", "coredns", "etcd", "containerd",
-                      "kubernetes", "kubelet")
+                      "kubernetes", "kubelet", "kube-router")
 
 #: A binary's name also names its component on the command line.
 ALIASES = {

@@ -279,6 +279,31 @@ class Ledger:
                     self._reaper.kill()
             return swept
 
+    def hand_over(self) -> tuple[str, list[dict[str, Any]]]:
+        """Close without undoing anything, for resources that must outlive this process (a host
+        cluster kept with --keep-cluster): every pending entry is marked kept, and the run's token
+        and those entries are returned for whoever removes them later (``sweep`` of the entries
+        with that token). Only for a ledger of its own: its token's processes stay alive."""
+        with self._lock:
+            if self._fd is None or self.path is None:
+                return self.token, []
+            pending = [e for e in read_state(self.path).pending() if e.kind != "claim"]
+            for entry in pending:
+                self._write({"op": "kept", "id": entry.id})
+            self._write({"op": "close"})
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+            if self._watch_w is not None:
+                os.close(self._watch_w)
+                self._watch_w = None
+            if self._reaper is not None:
+                try:
+                    self._reaper.wait(timeout=10)  # EOF, no ledger file: it exits without a sweep
+                except subprocess.TimeoutExpired:
+                    self._reaper.kill()
+            return self.token, [{"id": e.id, "kind": e.kind, "what": e.what} for e in pending]
+
     def pending_descriptions(self) -> list[str]:
         if self.path is None:
             return []

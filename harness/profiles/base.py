@@ -76,6 +76,12 @@ class Profile(abc.ABC):
         Raise ProfileError with the figures and the fix. Default: nothing (the local profile's
         processes are not scheduled by requests)."""
 
+    @classmethod
+    def suite_skip_reason(cls, suite: str) -> str | None:
+        """Why the tests of ``suite`` ("conformance", "canary", ...) cannot run on this profile, in
+        one line; None (the default) when they can. Asked at collection: such tests skip with it."""
+        return None
+
     @abc.abstractmethod
     def start(self) -> None: ...
 
