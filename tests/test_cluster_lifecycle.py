@@ -369,12 +369,13 @@ def test_too_little_disk_for_docker_is_refused_naming_the_folder_and_the_fix(tmp
         check_docker_disk(docker, need_gib=1e6)
 
 
-def test_a_node_images_kindnet_without_network_policies_is_named_and_the_cut_refused(tmp_path: Path,
-                                                                                    monkeypatch) -> None:
+def test_a_node_images_kindnet_without_network_policies_is_named_and_the_cut_refused(
+        tmp_path: Path, monkeypatch, kube: Kube) -> None:  # noqa: F811
     """kindnet comes from the node image: an image built for kind < v0.24 runs a kindnet whose
-    ClusterRole has no networkpolicies rule (as kind's own manifests before commit c3e24ff7)."""
+    ClusterRole has no networkpolicies rule (as kind's own manifests before commit c3e24ff7). The
+    kindnet objects are written to a real kube-apiserver (tests/host_fixtures.py ``kube``)."""
     from harness.profiles.kind import kindnet_policy_problem
-    from tests.fake_apiserver import FakeApiServer
+    from tests.kube import get
 
     def kindnet(resources, image):
         return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "kindnet"},
@@ -384,20 +385,26 @@ def test_a_node_images_kindnet_without_network_policies_is_named_and_the_cut_ref
                      "metadata": {"labels": {"app": "kindnet"}},
                      "spec": {"containers": [{"name": "kindnet-cni", "image": image}]}}}}]
 
-    with FakeApiServer() as fake:
-        assert kindnet_policy_problem(fake.api_client()) is None  # no kindnet: the probe pod decides
+    api = kube.api
+    assert kindnet_policy_problem(api) is None  # no kindnet: the probe pod decides
+    try:
         for obj in kindnet(["nodes", "pods", "namespaces"], "docker.io/kindest/kindnetd:v20240513-cd2ac642"):
-            fake.put(obj)
-        problem = kindnet_policy_problem(fake.api_client())
+            kube.scratch.add(obj)
+        problem = kindnet_policy_problem(api)
         assert problem.startswith("the node image's kindnet (docker.io/kindest/kindnetd:v20240513-cd2ac642) predates "
                                   "NetworkPolicy support"), problem
         profile = _profile("KindProfile", monkeypatch, fake_tools(tmp_path))
-        profile.api, profile.say = fake.api_client(), lambda _m: None
+        profile.api, profile.say = api, lambda _m: None
         profile._after_connect()
         assert profile.cluster_versions["network_policy_enforced"] is False
         with pytest.raises(ClusterError, match="refused to cut the pipeline from MLflow: the node image's kindnet"):
             profile.fault_cut_pipeline_from_mlflow()
         for obj in kindnet(["nodes", "pods", "namespaces", "networkpolicies"], "docker.io/kindest/kindnetd:v20240813"):
-            fake.put(obj)
-        assert kindnet_policy_problem(fake.api_client()) is None
+            kube.scratch.add(obj)
+        assert kindnet_policy_problem(api) is None
         profile.teardown()
+    finally:
+        from kubernetes import client as k8s
+
+        if get(api, "apps/v1", "DaemonSet", "kindnet", "kube-system") is not None:
+            k8s.AppsV1Api(api).delete_namespaced_daemon_set("kindnet", "kube-system")

@@ -1,5 +1,5 @@
 """JSON merge patch (RFC 7386) and JSON patch (RFC 6902), as a Kubernetes API server applies them
-to custom resources. Shared by the local KServe emulation and the tests' fake API server."""
+to custom resources. Used by the local KServe emulation."""
 from __future__ import annotations
 
 import copy
