@@ -27,6 +27,7 @@ import pytest
 
 from harness import hookspecs
 from harness.errors import SeamcheckError
+from harness.fixtures.alerts import alert_log  # noqa: F401 (a fixture)
 from harness.fixtures.chaos import chaos_context, chaos_control, journal_dir, side_by_side  # noqa: F401
 from harness.fixtures.pipeline import compiled_pipeline, dataset_path, deployment, pipeline_run  # noqa: F401
 from harness.fixtures.stack import role_envs, stack  # noqa: F401 (fixtures)
