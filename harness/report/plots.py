@@ -20,7 +20,6 @@ import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
 
 __all__ = ["canary_figure", "chaos_figure", "trend_figure"]
 
-_SALT = itertools.count()
 #: Colours by meaning, the same on every plot: canary/stable, and what a chaos activity did.
 COLOURS = {"canary": "#d95f02", "stable": "#1b9e77", "5xx": "#d7191c", "ok": "#7fbf7b", "conn": "#5e3c99",
            "other": "#fdae61", "fault": "#d7191c", "lift": "#1a9641", "rollout": "#2b83ba", "rollback": "#7b3294",
@@ -28,10 +27,12 @@ COLOURS = {"canary": "#d95f02", "stable": "#1b9e77", "5xx": "#d7191c", "ok": "#7
 _JUDGE_STYLES = ("-", "--", ":", "-.")
 
 
-def _svg(fig: Any) -> str:
+def _svg(fig: Any, salt: str) -> str:
+    """The figure as SVG text: no date in it (the same data makes the same page) and its ids
+    salted with what it draws (unique on the page, the same every time)."""
     out = io.StringIO()
-    with plt.rc_context({"svg.hashsalt": f"seamcheck-{next(_SALT)}", "svg.fonttype": "none"}):
-        fig.savefig(out, format="svg", bbox_inches="tight")
+    with plt.rc_context({"svg.hashsalt": f"seamcheck-{salt}", "svg.fonttype": "none"}):
+        fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = out.getvalue()
     return text[text.index("<svg"):]  # the XML declaration and doctype are not allowed inside HTML
@@ -100,7 +101,7 @@ def canary_figure(timeline: Mapping[str, Any]) -> str:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     title = f"canary {timeline.get('name')}: {timeline.get('canary')} vs {timeline.get('stable')}"
     ax_req.set_title(title + (f" (fault: {fault['what']} at {fault['at_s']:g} s)" if fault else ""), fontsize=9)
-    return _svg(fig)
+    return _svg(fig, f"canary-{timeline.get('name')}")
 
 
 def chaos_figure(timeline: Mapping[str, Any]) -> str:
@@ -121,10 +122,17 @@ def chaos_figure(timeline: Mapping[str, Any]) -> str:
         if any(heights):
             ax.bar(xs, heights, bottom=bottom, width=1.0, align="edge", color=COLOURS[key], label=label)
             bottom = [b + h for b, h in zip(bottom, heights)]
+    top = max(bottom, default=1.0) or 1.0
+    ax.set_ylim(0, top * 1.3)  # room above the bars for the alerts' strip
+    labelled: set[str] = set()
     for alert in timeline.get("alerts") or []:
         end = alert["to"] if alert.get("to") is not None else timeline.get("seconds", 0)
-        ax.axvspan(alert["from"], end, color=COLOURS["alert"], alpha=0.5, zorder=0,
-                   label=f"alert {alert['alertname']} ({alert.get('state', 'firing')})")
+        state = alert.get("state", "firing")
+        label = f"alert {alert['alertname']} ({state})"
+        # A strip along the top, over the bars: pending pale, firing strong.
+        ax.axvspan(alert["from"], end, ymin=0.86, ymax=0.97, color="#e6550d" if state == "firing" else "#fdae6b",
+                   zorder=3, label=label if label not in labelled else None)
+        labelled.add(label)
     seen: set[str] = set()
     for activity in timeline.get("activities") or []:
         category = activity["category"]
@@ -141,7 +149,7 @@ def chaos_figure(timeline: Mapping[str, Any]) -> str:
     ax.set_title(f"chaos {timeline.get('name')}: {timeline.get('title', '')}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _svg(fig)
+    return _svg(fig, f"chaos-{timeline.get('name')}")
 
 
 def trend_figure(series: Mapping[str, Sequence[float | None]], runs: Sequence[str], *, ylabel: str,
@@ -157,4 +165,4 @@ def trend_figure(series: Mapping[str, Sequence[float | None]], runs: Sequence[st
     ax.grid(alpha=0.3)
     if series:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _svg(fig)
+    return _svg(fig, f"trend-{title}")

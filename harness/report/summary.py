@@ -101,7 +101,7 @@ class RunReport:
             "tests": self.tests,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "artifacts": self.artifacts,
-            "suites": {k: round(v, 2) for k, v in self.suites.items()},
+            "suites": {k: round(v, 3) for k, v in self.suites.items()},
             "timelines": self.timelines,
             **({"deployed": self.deployed} if self.deployed else {}),
             **({"matrix": self.matrix} if self.matrix else {}),
