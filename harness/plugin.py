@@ -38,7 +38,7 @@ from harness.report.collector import LastLines, ReportCollector, WorkerExport
 from harness.report.recorder import CheckRecorder, failed_check_sections
 from harness.report.summary import RunReport
 from harness.settings import REPORT_KEY, SETTINGS_KEY, RunSettings, StackConfig
-from harness.terminal import terminal_printer
+from harness.terminal import heartbeat, progress_printer, terminal_printer
 
 __all__ = ["MARKERS", "REPORT_KEY", "SETTINGS_KEY"]
 
@@ -189,6 +189,25 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         settings.profile_class().check_capacity(settings.stack, settings.row, suites)
     except SeamcheckError as exc:  # every preflight failure is a usage problem with a fix in its text
         raise pytest.UsageError(f"seamcheck: {exc}") from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    """Long setups (the stack, the pipeline, the canary services) say they are still running."""
+    with _beating(item, "setup"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    with _beating(item, "call"):
+        return (yield)
+
+
+def _beating(item: pytest.Item, phase: str) -> Any:
+    if hasattr(item.config, "workerinput"):  # an xdist worker's lines never reach the terminal
+        return contextlib.nullcontext()
+    return heartbeat(progress_printer(item.config), f"{item.nodeid} ({phase})")
 
 
 @pytest.hookimpl(wrapper=True)

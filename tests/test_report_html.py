@@ -131,3 +131,17 @@ def test_the_page_is_made_again_from_summary_json(tmp_path: Path) -> None:
     assert main([str(tmp_path / "summary.json")]) == 0
     assert (tmp_path / "index.html").read_text() == render_index(data, tmp_path)
     assert write_index(tmp_path, data).name == "index.html"
+
+
+def test_a_long_phase_says_it_is_still_running() -> None:
+    import time
+
+    from harness.terminal import heartbeat
+
+    lines: list[str] = []
+    with heartbeat(lines.append, "scenarios/x.py::test_y (call)", every_s=0.2):
+        time.sleep(0.7)
+    assert len(lines) >= 2 and lines[0].startswith("scenarios/x.py::test_y (call): still running after ")
+    count = len(lines)
+    time.sleep(0.3)
+    assert len(lines) == count  # silent once the phase ended
