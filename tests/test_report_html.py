@@ -145,3 +145,47 @@ def test_a_long_phase_says_it_is_still_running() -> None:
     count = len(lines)
     time.sleep(0.3)
     assert len(lines) == count  # silent once the phase ended
+
+
+def test_a_canary_outcome_becomes_a_timeline_with_the_sequential_judges_path() -> None:
+    """A real sequential judge on a canary failing 2.5% of requests, its outcome taken from a
+    fixture's value at teardown as the canary suite's is; the judge's decisions do not change."""
+    from types import SimpleNamespace
+
+    from harness.canary.scenarios import CanaryScenario, ScenarioOutcome
+    from harness.fixtures.timelines import TimelineCapture
+    from harness.judges.base import Decision, JudgeConfig, Reading, RevisionReading
+    from harness.judges.sequential import SequentialJudge
+    from harness.report.summary import RunReport
+
+    judge = SequentialJudge(JudgeConfig(observation_s=45, interval_s=3))
+    verdict = None
+    for i in range(1, 16):
+        canary = RevisionReading(40.0 * i, 1.0 * i, 0.04, 40.0, 1.0, 0.0)
+        stable = RevisionReading(40.0 * i, 0.0, 0.03, 40.0, 0.0, 0.0)
+        verdict = judge.observe(Reading(t_s=3.0 * i, canary=canary, stable=stable, source_ok=True))
+        if verdict.final:
+            break
+    assert verdict is not None and verdict.decision is Decision.ROLLBACK
+    assert len(judge._snapshots) >= 3  # several readings: a path, not a point
+    scenario = CanaryScenario("errors-10pct", None, frozenset({Decision.ROLLBACK}))
+    outcome = ScenarioOutcome(scenario=scenario, service="rc", canary="rc-2", stable="rc-1",
+                              verdicts={"sequential": verdict}, decided_at={"sequential": verdict.at_s},
+                              action="rollback", split_after={"rc-1": 100}, post_window={}, load_totals={},
+                              readings=[{"t_s": 3.0, "canary": {}, "stable": {}}])
+    report = RunReport("r", Path("."), "local")
+    runner = SimpleNamespace(outcomes={"errors-10pct": outcome})
+    capture = TimelineCapture(report)
+    # The runner's type is checked: a namespace is not a ScenarioRunner, so nothing is taken ...
+    capture.pytest_fixture_post_finalizer(SimpleNamespace(cached_result=(SimpleNamespace(runner=runner), 0, None)),
+                                          None)
+    assert report.timelines == []
+    from harness.fixtures.timelines import canary_timeline
+
+    timeline = canary_timeline("errors-10pct", outcome)
+    path = timeline["sequential"]["path"]
+    assert [p["t_s"] for p in path] == [3.0 * (i + 1) for i in range(len(path))]
+    assert path[-1]["llr_rollback"] >= timeline["sequential"]["rollback_bound"] > path[0]["llr_rollback"]
+    assert timeline["judges"]["sequential"] == {"decision": "rollback", "at_s": verdict.at_s, "right": True,
+                                                "known_wrong": "", "reasons": verdict.reasons[:2]}
+    assert timeline["fault"] is None and timeline["split_percent"] == 50
