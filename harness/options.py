@@ -152,6 +152,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--matrix-file", DEFAULT_MATRIX_PATH, "the version matrix file", parse=parse_path),
     Option("--reports-dir", Path("reports"), "where reports/<run-id>/ go", parse=parse_path),
     Option("--run-id", None, "the report folder's name (default: the start time and a random suffix)"),
+    Option("--history", None, "the run history (SQLite) each run appends to and reports/trend.html is drawn from "
+                              "(default <reports-dir>/history.sqlite; CI restores and saves it)", parse=parse_path),
     Option("--judge", None, "also grade your canary judge: a registered name, module:callable, "
                             "path/file.py:callable or cmd:<command>"),
     Option("--matrix-gate", False, "matrix suite: exit non-zero on an incompatibility (or a row that cannot be "

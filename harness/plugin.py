@@ -27,16 +27,18 @@ import pytest
 
 from harness import hookspecs
 from harness.errors import SeamcheckError
+from harness.fixtures.alerts import alert_log  # noqa: F401 (a fixture)
 from harness.fixtures.chaos import chaos_context, chaos_control, journal_dir, side_by_side  # noqa: F401
 from harness.fixtures.pipeline import compiled_pipeline, dataset_path, deployment, pipeline_run  # noqa: F401
 from harness.fixtures.stack import role_envs, stack  # noqa: F401 (fixtures)
 from harness.ledger import ledger
 from harness.options import GROUPS, OPTIONS
-from harness.report.collector import ReportCollector, WorkerExport
-from harness.report.recorder import CheckRecorder
+from harness.fixtures.timelines import TimelineCapture
+from harness.report.collector import LastLines, ReportCollector, WorkerExport
+from harness.report.recorder import CheckRecorder, failed_check_sections
 from harness.report.summary import RunReport
 from harness.settings import REPORT_KEY, SETTINGS_KEY, RunSettings, StackConfig
-from harness.terminal import terminal_printer
+from harness.terminal import heartbeat, progress_printer, terminal_printer
 
 __all__ = ["MARKERS", "REPORT_KEY", "SETTINGS_KEY"]
 
@@ -121,10 +123,13 @@ def pytest_configure(config: pytest.Config) -> None:
     report = RunReport(run_id=settings.run_id, directory=directory, profile=settings.profile)
     report.versions = settings.row.versions()
     config.stash[REPORT_KEY] = report
+    config.pluginmanager.register(TimelineCapture(report), "seamcheck-timelines")
     if worker is not None:  # xdist workers: their part travels to the controller, which writes it
         config.pluginmanager.register(WorkerExport(report), "seamcheck-report-export")
         return
-    config.pluginmanager.register(ReportCollector(report, settings), "seamcheck-report")
+    collector = ReportCollector(report, settings)
+    config.pluginmanager.register(collector, "seamcheck-report")
+    config.pluginmanager.register(LastLines(collector), "seamcheck-report-lines")
     if not config.option.xmlpath:
         config.option.xmlpath = str(directory / "junit.xml")
     # SIGTERM (CI cancelling, `kill`) becomes KeyboardInterrupt, so pytest unwinds and every
@@ -190,6 +195,37 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         settings.profile_class().check_capacity(settings.stack, settings.row, suites)
     except SeamcheckError as exc:  # every preflight failure is a usage problem with a fix in its text
         raise pytest.UsageError(f"seamcheck: {exc}") from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    """Long setups (the stack, the pipeline, the canary services) say they are still running."""
+    with _beating(item, "setup"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    with _beating(item, "call"):
+        return (yield)
+
+
+def _beating(item: pytest.Item, phase: str) -> Any:
+    if hasattr(item.config, "workerinput"):  # an xdist worker's lines never reach the terminal
+        return contextlib.nullcontext()
+    return heartbeat(progress_printer(item.config), f"{item.nodeid} ({phase})")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed seam check's message and evidence in pytest's own report of the test: the
+    terminal's failure section and JUnit's <failure> both print the longrepr's sections (and
+    xdist ships them to the controller)."""
+    report = yield
+    if report.failed and hasattr(report.longrepr, "addsection"):
+        for title, text in failed_check_sections(item.user_properties):
+            report.longrepr.addsection(title, text)
+    return report
 
 
 # ------------------------------------------------------------------------------ fixtures

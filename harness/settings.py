@@ -18,6 +18,7 @@ import pytest
 from harness.errors import ConfigError, SeamcheckError
 from harness.matrix import Matrix, Row, load_matrix
 from harness.options import OPTIONS, PORT_COMPONENTS, option, port_flag
+from harness.report.history import HISTORY_FILE
 from harness.report.summary import RunReport, new_run_id
 
 __all__ = ["REPORT_KEY", "SETTINGS_KEY", "RunSettings", "StackConfig"]
@@ -58,6 +59,7 @@ class RunSettings:
     stack: StackConfig
     reports_dir: Path
     run_id: str
+    history: Path  # the run history's SQLite file (--history, else <reports-dir>/history.sqlite)
     judges: dict[str, str]  # judge name -> spec, every one loaded once to validate it
     matrix_gate: bool
     ledger_dir: Path | None
@@ -107,6 +109,7 @@ class RunSettings:
             train_requests=values["--train-requests"])
         return cls(profile=profile, matrix=matrix, row=row, rows=tuple(selected) if selected is not None else None,
                    stack=stack, reports_dir=values["--reports-dir"], run_id=values["--run-id"] or new_run_id(),
+                   history=values["--history"] or values["--reports-dir"] / HISTORY_FILE,
                    judges=judges, matrix_gate=values["--matrix-gate"], ledger_dir=values["--ledger-dir"],
                    stack_manifest=values["--stack-manifest"], profiles=dict(profiles),
                    judge_factories=dict(judge_factories))

@@ -86,7 +86,8 @@ def test_every_rendered_manifest_validates_against_each_of_the_rows_kubernetes_v
         row = MATRIX.row(row_name)
         for profile in PROFILES:
             spec, rendered = _rendered(row_name, profile)
-            docs = rendered.documents() + _extra_manifests(spec)
+            # the PrometheusRule is the operator's kind, not Kubernetes': checked on its own below
+            docs = [d for d in rendered.documents() if d["kind"] != "PrometheusRule"] + _extra_manifests(spec)
             assert len({(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs}) == len(docs)
             for version in row.kubernetes:
                 for doc in docs:
@@ -102,6 +103,26 @@ def test_every_rendered_manifest_validates_against_each_of_the_rows_kubernetes_v
                     assert used == version  # validated with that version's own schema, not an older one
                     checked += 1
     assert checked > 100
+
+
+def test_the_prometheus_rule_holds_the_shipped_cluster_rules(tmp_path) -> None:
+    """60-prometheus-rule: the Prometheus Operator's PrometheusRule around cluster.rules.yml; its
+    spec is a rules file promtool accepts (the operator's CRD schema is not available here)."""
+    import shutil
+
+    from harness.metrics.alerts import CLUSTER_RULES_FILE
+    from harness.procs import run_command
+
+    _, rendered = _rendered(MATRIX.default_row, "kind")
+    (rule,) = rendered.files["60-prometheus-rule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["kind"] == "PrometheusRule"
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"} and set(rule["spec"]) == {"groups"}
+    assert rule["spec"]["groups"] == yaml.safe_load(CLUSTER_RULES_FILE.read_text())["groups"]
+    if shutil.which("promtool"):
+        path = tmp_path / "rule.yml"
+        path.write_text(yaml.safe_dump(rule["spec"]))
+        done = run_command(["promtool", "check", "rules", str(path)], timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_manifests_differ_by_profile_only_where_they_should() -> None:

@@ -51,8 +51,13 @@ def test_step_order_and_what_each_does(workflow: dict) -> None:
     names = [s["name"] for s in _steps(workflow)]
     assert names == ["Free disk space", "Check out", "Set up Python", "Install seamcheck",
                      "Install kind (the matrix row's version)", "Create the kind cluster", "Log in to Docker Hub",
-                     "Pre-pull the stack's images into the nodes", "Conformance and canary suites", "Cluster state",
+                     "Pre-pull the stack's images into the nodes", "Run history (restore the last nightly's)",
+                     "Conformance and canary suites", "Run history (save this one)", "Cluster state",
                      "Upload reports", "Delete the kind cluster"]
+    restore, save = _step(workflow, "Run history (restore the last nightly's)"), _step(workflow, "Run history (save this one)")
+    assert restore["uses"].startswith("actions/cache/restore@") and save["uses"].startswith("actions/cache/save@")
+    assert restore["with"]["path"] == save["with"]["path"] == "reports/history.sqlite" and save["if"] == "always()"
+    assert restore["with"]["restore-keys"] in save["with"]["key"]
     assert "/usr/share/dotnet" in _step(workflow, "Free disk space")["run"]
     login = _step(workflow, "Log in to Docker Hub")
     assert login["if"] == "env.DOCKERHUB_USERNAME != ''" and login["uses"].startswith("docker/login-action@")
@@ -73,6 +78,7 @@ def test_step_order_and_what_each_does(workflow: dict) -> None:
     assert "python -m harness.cluster.kind_cluster config --profile \"${SEAMCHECK_PROFILE}\"" in create
     assert re.search(r"kind create cluster --name \"\$\{SEAMCHECK_KIND_CLUSTER\}\" --config kind-config.yaml", create)
     suites = _step(workflow, "Conformance and canary suites")["run"]
+    assert "--history reports/history.sqlite" in suites
     assert re.search(r"-m pytest --profile \"\$\{SEAMCHECK_PROFILE\}\" -m \"conformance or canary\"", suites)
     upload = _step(workflow, "Upload reports")
     assert upload["if"] == "always()" and upload["uses"].startswith("actions/upload-artifact@")

@@ -16,6 +16,7 @@ import yaml
 
 from harness.cluster import task_log_probe
 from harness.cluster.spec import CHAOS_ALLOWED, CHAOS_LABEL, ClusterSpec
+from harness.metrics.alerts import CLUSTER_GROUPS, SEED, rule_groups
 from harness.metrics.cadence import CADENCE
 from harness.paths import KIND_MANIFESTS
 
@@ -124,6 +125,7 @@ def render_manifests(spec: ClusterSpec, s3: S3Credentials, *, knative_owned: boo
         "ingress": spec.ingress_service, "task_secrets": TASK_SECRETS, "task_env": task_env(spec, s3),
         "probe_source": probe_source(), "chaos_label": CHAOS_LABEL, "chaos_allowed": CHAOS_ALLOWED,
         "mlflow_allowed_hosts": mlflow_allowed_hosts(spec),
+        "dashboard_groups": rule_groups(CLUSTER_GROUPS, SEED),  # 60-prometheus-rule: rendered, never applied
     }
     # Prometheus reads its config at start: a hash of the inputs that shape it rolls the pod on change.
     base["prometheus_config_hash"] = hashlib.sha256(

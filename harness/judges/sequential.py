@@ -356,6 +356,9 @@ class SequentialJudge:
         self._update_errors(canary, stable)
         breach = self._update_latency(reading.canary, reading.stable)
         self._update_slow(reading.canary, canary[0])
+        # Each statistic's value after this reading, so a report can draw its path against the
+        # bounds (read here, never read back: the decisions below are the same without it).
+        snap["llr"] = {k: v for k, v in self._details().items() if k.startswith("llr_")}
 
         if self._llr_rollback >= self._log_a:
             return self._verdict(Decision.ROLLBACK, [

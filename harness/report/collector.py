@@ -8,23 +8,34 @@ and xdist sends to the controller.
 """
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
+from harness.report.history import append_run
+from harness.report.html import INDEX_FILE, write_index
 from harness.report.recorder import CHECK_PROPERTY, CheckRecord
 from harness.report.summary import MATRIX_CELL_PROPERTY, RunReport
+from harness.report.trend import write_trend
 
-__all__ = ["ReportCollector", "WorkerExport"]
+__all__ = ["SUITES", "LastLines", "ReportCollector", "WorkerExport"]
+
+#: The suites a test belongs to (by its marks; pytest copies mark names into the report's keywords).
+SUITES = ("conformance", "canary", "chaos", "matrix")
 
 
 class ReportCollector:
     def __init__(self, report: RunReport, settings: Any) -> None:
         self.report = report
         self.settings = settings
+        self.pages: list[str] = []  # the lines that name the pages written (LastLines prints them)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         run = self.report
+        suite = next((s for s in SUITES if s in report.keywords), None)
+        if suite is not None:  # setup, call and teardown: a session fixture's start counts for its suite
+            run.suites[suite] = run.suites.get(suite, 0.0) + report.duration
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             outcome = report.outcome
             if hasattr(report, "wasxfail"):
@@ -47,6 +58,7 @@ class ReportCollector:
         if exported:
             self.report.merge(exported)
 
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         report = self.report
         if not report.tests and not report.checks:
@@ -54,6 +66,25 @@ class ReportCollector:
         if report.matrix_cells:
             exitstatus = self._matrix_gate(session, int(exitstatus))
         report.write(int(exitstatus))
+        self.pages = self._pages(int(exitstatus))
+
+    def _pages(self, exitstatus: int) -> list[str]:
+        """index.html, the history's new record and trend.html; a page that cannot be made is
+        named on the terminal with its error (summary.json and summary.md are written already)."""
+        report, settings = self.report, self.settings
+        data = report.as_dict(exitstatus)
+        try:
+            page = f"seamcheck report: {write_index(report.directory, data)}"
+        except Exception as exc:  # noqa: BLE001 - the run's outcome must not depend on a plot
+            page = (f"seamcheck report: {INDEX_FILE} not written ({type(exc).__name__}: {exc}); "
+                    f"summary: {report.directory}/summary.md")
+        try:
+            append_run(settings.history, data, f"{report.run_id}/{INDEX_FILE}")
+            trend = (f"seamcheck trend: {write_trend(settings.reports_dir, settings.history)} "
+                     f"(history {settings.history})")
+        except Exception as exc:  # noqa: BLE001 - a history file CI restored broken must not fail the run
+            trend = f"seamcheck trend: not updated ({type(exc).__name__}: {exc}); check --history={settings.history}"
+        return [trend, page]  # the run's page last: the line a reader of the terminal sees first
 
     def _matrix_gate(self, session: pytest.Session, exitstatus: int) -> int:
         """The matrix table (matrix.md / matrix.json) and, with --matrix-gate, the exit status CI
@@ -82,7 +113,25 @@ class ReportCollector:
                 terminalreporter.write_line(f"  {line}")
             terminalreporter.write_line(f"  table: {report.directory}/matrix.md (and matrix.json)")
         if report.tests or report.checks:
-            terminalreporter.write_sep("-", f"seamcheck report: {report.directory}/summary.md")
+            terminalreporter.write_sep("-", f"seamcheck report: {report.directory}/ (index.html, summary.md, "
+                                            "summary.json, junit.xml)")
+
+
+class LastLines:
+    """The run's last lines name its pages: a wrapper outside the terminal reporter's own
+    (whose summary line would come after anything written in an ordinary hook)."""
+
+    def __init__(self, collector: ReportCollector) -> None:
+        self.collector = collector
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+        result = yield
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            for line in self.collector.pages:
+                reporter.write_line(line)
+        return result
 
 
 class WorkerExport:

@@ -17,11 +17,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["CHECK_PROPERTY", "CheckRecord", "CheckRecorder", "check_id"]
+__all__ = ["CHECK_PROPERTY", "EVIDENCE_CHARS", "CheckRecord", "CheckRecorder", "check_id", "failed_check_sections"]
 
 #: The user_properties key a check record travels under.
 CHECK_PROPERTY = "seamcheck.check"
 _PART = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+#: How much of a failed check's evidence goes into pytest's report (the terminal, JUnit's
+#: <failure>); the whole of it is in summary.json and index.html.
+EVIDENCE_CHARS = 6000
 
 
 def check_id(suite: str, subject: str, case: str | None = None) -> str:
@@ -97,3 +100,18 @@ class CheckRecorder:
             data = record.as_dict()
             data["evidence"] = _portable(record.evidence)
             self._sink.append((CHECK_PROPERTY, data))
+
+
+def failed_check_sections(user_properties: list[tuple[str, object]]) -> list[tuple[str, str]]:
+    """(title, text) per check of a test that did not pass: its message and its evidence as JSON,
+    for pytest's own report of the test (terminal and JUnit carry the longrepr's sections)."""
+    sections = []
+    for key, value in user_properties:
+        if key != CHECK_PROPERTY or not isinstance(value, dict) or value.get("outcome") not in ("failed", "error"):
+            continue
+        evidence = json.dumps(value.get("evidence", {}), indent=1, default=str)
+        if len(evidence) > EVIDENCE_CHARS:
+            evidence = evidence[:EVIDENCE_CHARS] + f"\n... ({len(evidence) - EVIDENCE_CHARS} more characters in summary.json)"
+        sections.append((f"seamcheck evidence: {value['name']} ({value['outcome']})",
+                         f"{value.get('message', '')}\n{evidence}"))
+    return sections

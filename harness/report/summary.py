@@ -39,6 +39,10 @@ class RunReport:
     matrix: dict[str, Any] = field(default_factory=dict)
     #: Whether the pipeline's model was served, and why not: {"deployed": bool, "why": str}.
     deployed: dict[str, Any] = field(default_factory=dict)
+    #: The HTML report's canary and chaos timelines (harness/report/timeline.py), as plain data.
+    timelines: list[dict[str, Any]] = field(default_factory=list)
+    #: Wall seconds per suite: its tests' setup, call and teardown added up (collector.py).
+    suites: dict[str, float] = field(default_factory=dict)
     started_monotonic: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -50,6 +54,13 @@ class RunReport:
             self.artifacts.append(name)
         return path
 
+    def add_timeline(self, timeline: dict[str, Any]) -> None:
+        """One canary scenario's or chaos experiment's timeline; a second one of the same kind and
+        name replaces the first (a fixture torn down and set up again records it again)."""
+        self.timelines = [t for t in self.timelines
+                          if (t.get("kind"), t.get("name")) != (timeline.get("kind"), timeline.get("name"))]
+        self.timelines.append(timeline)
+
     def add_cell_dict(self, data: dict[str, Any]) -> None:
         from harness.matrixcheck.outcome import Cell
 
@@ -59,7 +70,7 @@ class RunReport:
         """What an xdist worker alone knows, for the controller's ``merge`` (the tests and checks
         travel in the test reports themselves)."""
         return {"versions": self.versions, "timings": self.timings, "artifacts": self.artifacts,
-                "deployed": self.deployed}
+                "deployed": self.deployed, "timelines": self.timelines}
 
     def merge(self, part: dict[str, Any]) -> None:
         for key, value in (part.get("versions") or {}).items():
@@ -68,6 +79,8 @@ class RunReport:
         self.artifacts += [a for a in part.get("artifacts") or [] if a not in self.artifacts]
         if part.get("deployed") and not self.deployed:
             self.deployed = dict(part["deployed"])
+        for timeline in part.get("timelines") or []:
+            self.add_timeline(timeline)
 
     def as_dict(self, exitstatus: int | None = None) -> dict[str, Any]:
         counts = {k: 0 for k in ("passed", "failed", "skipped", "error", "xfailed", "xpassed")}
@@ -88,6 +101,8 @@ class RunReport:
             "tests": self.tests,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "artifacts": self.artifacts,
+            "suites": {k: round(v, 3) for k, v in self.suites.items()},
+            "timelines": self.timelines,
             **({"deployed": self.deployed} if self.deployed else {}),
             **({"matrix": self.matrix} if self.matrix else {}),
         }

@@ -34,9 +34,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def _side_by_side_in_step(request: pytest.FixtureRequest) -> None:
-    """Start the side-by-side runs with the first test that needs the stack anyway; hold a
-    ``chaos_alone`` test until none is in flight."""
-    if "chaos_control" not in request.fixturenames or not planned_side_by_side(request.session.items):
+    """Start the alert log and the side-by-side runs with the first test that needs the stack
+    anyway (the log first: it must see the runs' faults); hold a ``chaos_alone`` test until none
+    is in flight."""
+    if "chaos_control" not in request.fixturenames:
+        return
+    request.getfixturevalue("alert_log")
+    if not planned_side_by_side(request.session.items):
         return
     runs = request.getfixturevalue("side_by_side")
     if request.node.get_closest_marker("chaos_alone"):

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.stack]
 
 @pytest.mark.slow  # about 2 minutes; nightly
 @pytest.mark.chaos_alone("stops the artifact store, which every other run's replicas download their models from")
-def test_artifact_store_down_at_deploy(chaos_control, journal_dir, seam) -> None:
+def test_artifact_store_down_at_deploy(chaos_control, journal_dir, alert_log, seam) -> None:
     journal = run_scenario("artifact-store-down-at-deploy", journal_dir)
     lint = journal.activity("deploy-through-lint")
     failed = journal.output("new-revision-status")
@@ -33,3 +33,12 @@ def test_artifact_store_down_at_deploy(chaos_control, journal_dir, seam) -> None
         assert failed["failed_revision"] not in served and len(events) >= 300, served
         assert all(e.ok for e in events), load["statuses"]
         assert listing["has_mlmodel"], listing
+    # The dashboard agrees: the outage never reached a client, so no serving-error alert fired for
+    # the service (15 s after the load: the rules' window and hold).
+    window = (min(e.t for e in events), max(e.end for e in events) + 15)
+    found = alert_log.seen(start=window[0], end=window[1], alertname="SeamcheckServingErrorRate",
+                           labels={"isvc": "chaos-store-down"})
+    with seam.check("dashboard-alert", "the store outage at deploy raises no serving-error alert: the stable "
+                                       "served every request", case="store-down-quiet") as ev:
+        ev.update(window=window, alerts=found, log=alert_log.health(), requests=len(events))
+        assert found == [], found

@@ -171,6 +171,34 @@ def test_rollback_outcome_under_load(outcome: RollbackOutcome, seam, request) ->
             assert set(served_after) <= {rolled["from_revision"], target} and target in served_after, summary
 
 
+#: After the load's last request: the rules' 10 s window and 2 s hold, and a poll of the alert log.
+ALERT_SETTLE_S = 15
+
+
+def test_dashboard_alert_follows_the_rollback(outcome: RollbackOutcome, alert_log, seam) -> None:
+    """The dashboard's serving-error alert, from the session's log of /api/v1/alerts: it fires
+    where the rollback fails under load (the router's 503s: the requests never reach a model
+    server, so only the router's dialect counts them) and stays quiet where a fix restores
+    service with zero failed requests."""
+    case = outcome.case
+    rolled = outcome.journal.output("roll-back")
+    window = (rolled["at"], max(e.end for e in outcome.events) + ALERT_SETTLE_S)
+    fails = not case.restores or bool(case.known_wrong)
+    found = alert_log.seen(start=window[0], end=window[1], alertname="SeamcheckServingErrorRate",
+                           labels={"isvc": case.service})
+    with seam.check("dashboard-alert", ("the serving-error alert fires while the rollback fails under load" if fails
+                                        else "no serving-error alert while the fixed rollback serves every request"),
+                    case=f"rollback-{case.id}") as ev:
+        ev.update(window=window, expected="firing" if fails else "none", alerts=found, log=alert_log.health(),
+                  failed_requests=len(_failed(outcome.events)), requests=len(outcome.events))
+        if fails:
+            firing = [a for a in found if a["state"] == "firing"]
+            assert firing, f"no SeamcheckServingErrorRate firing for {case.service} in {window}: {found}"
+            assert {a["labels"]["dialect"] for a in firing} == {"haproxy"}, firing
+        else:
+            assert found == [], found
+
+
 def test_service_and_setting_are_gone_after_the_experiment(outcome: RollbackOutcome, chaos_control) -> None:
     emulation = chaos_control.profile.emulation
     names = [obj["metadata"]["name"] for obj in emulation.list(chaos_control.profile.namespace)]

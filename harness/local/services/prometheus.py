@@ -3,7 +3,9 @@
 Model-server targets change as revisions come and go, so they are a file_sd file that the
 serving emulation rewrites; Prometheus picks the change up by itself (inotify), no reload.
 Every model-server target carries the labels isvc, namespace, revision and role (stable|canary),
-the way a PodMonitor with relabelling would on a cluster.
+the way a PodMonitor with relabelling would on a cluster. It loads the dashboard's alert rules for
+the model servers' and the router's dialects (harness/metrics/rules/local.rules.yml), evaluated at
+the scrape interval, so a scenario can ask /api/v1/alerts what fired during its fault.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import requests
 import yaml
 
 from harness.binaries import find_binary
+from harness.metrics.alerts import LOCAL_RULES_FILE
 from harness.metrics.cadence import CADENCE
 from harness.ports import LOOPBACK
 from harness.procs import ManagedProcess, ProcessRegistry
@@ -64,6 +67,7 @@ def render_config(targets_file: Path, proxy_metrics: str) -> str:
     config = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL,
                    "scrape_timeout": SCRAPE_INTERVAL},
+        "rule_files": [str(LOCAL_RULES_FILE)],
         "scrape_configs": [
             {"job_name": "model-servers",
              "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]},
