@@ -5,12 +5,15 @@
 
 Each run feeds harness.judges.probes.ProbeTest (the sequential judge's own) one cumulative tally per
 probe round: ``batch`` rows a round, each disagreeing with the stable with probability d, a round
-every ``interval`` s until ``deadline``. Per d: the share rolled back, accepted (the probes let the
-canary through; promotion still needs the error and latency tests) and undecided at the deadline,
-the median and p90 rows (and seconds) to the decision, Wald's expected rows for the same hypotheses
+every ``interval`` s until ``deadline``. The judge keeps testing after the probes first accept (it
+promotes only once its error and latency tests accept too), so per d two worst cases:
+"accept" = the probes accepted before any rollback (the most the judge could promote), "rollback"
+= the statistic reached ln A at some round before the deadline (the most it could roll back,
+accepted meanwhile or not; the two may overlap), "open" = neither by the deadline. Then the median
+and p90 rows (and seconds) to the first decision, Wald's expected rows for the same hypotheses
 (harness.judges.probes.rows_to_decide), and the 95 % Clopper-Pearson upper bound of the error that
-matters at that d: a rollback at or below H0's rate (alpha's bound), an acceptance at or above H1's
-(beta's). Numeric answers reduce to the same test: d is the share of rows whose answers differ by
+matters at that d: a rollback at or below H0's rate (alpha / (1 - beta)'s bound, Ville's
+inequality), an acceptance at or above H1's (beta / (1 - alpha), Wald's). Numeric answers reduce to the same test: d is the share of rows whose answers differ by
 more than the tolerance (a probability shifted by less than it never disagrees).
 """
 from __future__ import annotations
@@ -36,24 +39,25 @@ def upper95(k: int, n: int) -> float:
 
 
 def run(rate: float, *, runs: int, batch: int, rounds: int, config: JudgeConfig, rng: np.random.Generator
-        ) -> tuple[list[str], list[int]]:
-    """Each run's outcome ("rollback", "accept", "open") and the rows it took (all rows when open)."""
+        ) -> tuple[list[tuple[bool, bool]], list[int]]:
+    """Each run's (accepted before any rollback, rolled back by the deadline) and the rows to its
+    first decision (all rows when neither)."""
     flips = rng.binomial(batch, rate, size=(runs, rounds)).cumsum(axis=1)
     outcomes, rows_used = [], []
     test = ProbeTest(config)
     for run_flips in flips:
         test.reset()
-        outcome, used = "open", rounds * batch
+        accepted = rolled = False
+        used = rounds * batch
         for i, differ in enumerate(run_flips, start=1):
             test.update(ProbeTally(rounds=i, failed=0, rows=i * batch, disagreements=int(differ), last_ok=True,
                                    output="label"))
             if test.rejects:
-                outcome, used = "rollback", i * batch
+                rolled, used = True, min(used, i * batch)
                 break
-            if test.holds_promotion() is None:
-                outcome, used = "accept", i * batch
-                break
-        outcomes.append(outcome)
+            if not accepted and test.holds_promotion() is None:
+                accepted, used = True, i * batch
+        outcomes.append((accepted, rolled))
         rows_used.append(used)
     return outcomes, rows_used
 
@@ -79,16 +83,15 @@ def main() -> None:
     for rate in (float(r) for r in args.rates.split(",")):
         outcomes, used = run(rate, runs=args.runs, batch=args.batch, rounds=rounds, config=config, rng=rng)
         n = len(outcomes)
-        share = {k: outcomes.count(k) / n for k in ("rollback", "accept", "open")}
-        decided = [u for u, o in zip(used, outcomes, strict=True) if o != "open"] or [rounds * args.batch]
+        accepts, rollbacks = sum(a for a, _ in outcomes), sum(r for _, r in outcomes)
+        share = {"accept": accepts / n, "rollback": rollbacks / n, "open": sum(not (a or r) for a, r in outcomes) / n}
+        decided = [u for u, (a, r) in zip(used, outcomes, strict=True) if a or r] or [rounds * args.batch]
         p50, p90 = np.percentile(decided, 50), np.percentile(decided, 90)
         wald = rows_to_decide(config, rate)
         if rate <= config.probe_disagreement_ok:
-            k = outcomes.count("rollback")
-            matters = f"false rollback {k / n:.2%} [{upper95(k, n):.2%}]"
+            matters = f"false rollback {rollbacks / n:.2%} [{upper95(rollbacks, n):.2%}]"
         elif rate >= config.probe_disagreement_bad:
-            k = outcomes.count("accept")
-            matters = f"accepted {k / n:.2%} [{upper95(k, n):.2%}]"
+            matters = f"accepted {accepts / n:.2%} [{upper95(accepts, n):.2%}]"
         else:
             matters = "indifference zone"
         print(f"{rate:>6g} | {share['rollback']:>8.1%} {share['accept']:>7.1%} {share['open']:>6.1%} | {p50:>8.0f} "
