@@ -91,7 +91,9 @@ class RunSettings:
         selected = matrix.select(asked) if asked else None
         # The stack suites run one row: the first named (or the default when `all` or none).
         row = matrix.row(selected[0].name if selected and asked != "all" else None)
-        judges = {"seed": "seed", "sequential": "sequential"}
+        # Every built-in is graded; the peers (Flagger's, Argo Rollouts', Kayenta's defaults) beside
+        # the seed's and seamcheck's, so the table shows what each would have done. Only one acts.
+        judges = {name: name for name in ("seed", "sequential", "flagger", "argo", "kayenta")}
         if values["--judge"]:
             try:
                 judge_loader(values["--judge"])

@@ -59,3 +59,16 @@ def test_a_plan_that_cannot_run_is_refused_when_made(scenarios, main, beside, me
 def test_an_unknown_fault_during_judgement_is_refused() -> None:
     with pytest.raises(ValueError, match="'stop-mlflow' is not a valid During"):
         CanaryScenario("x", None, frozenset(), during="stop-mlflow")
+
+
+def test_a_scenario_with_a_baseline_runs_last_on_its_service() -> None:
+    """Its service then serves the baseline (probabilities, say): a later canary there without one
+    would be compared with that, not with the trained model's lineage."""
+    proba = CanaryScenario("proba", None, frozenset(), baseline="a probability model")
+    assert ScenarioPlan((HEALTHY, ERRORS, proba), ("a", "b")).service_for(proba) == "a"
+    ScenarioPlan((proba, ERRORS), ("a", "b"))  # ERRORS runs on the other service
+    with pytest.raises(ValueError, match="'killed' follows 'proba' on service a, which then serves 'proba'"):
+        ScenarioPlan((proba, ERRORS, KILLED), ("a", "b"))
+    again = CanaryScenario("proba-again", None, frozenset(), baseline="a probability model")
+    ScenarioPlan((proba, ERRORS, again), ("a", "b"))  # rolls its own baseline out first
+    assert HEALTHY.probes and HEALTHY.baseline is None

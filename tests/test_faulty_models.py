@@ -55,6 +55,8 @@ SPECS = {
     "wrong": FaultSpec.wrong(),
     "tail": FaultSpec.tail_latency(q=0.1, delay_s=0.25),
     "slow": FaultSpec.slow_load(10.0),
+    "proba": FaultSpec.proba(),
+    "proba-shifted": FaultSpec.proba(0.02),
 }
 
 
@@ -159,6 +161,24 @@ def test_wrong_canary_differs_from_its_base(envs, base_model, faulty, work) -> N
             served += v2_outputs(resp.json())
     assert len(served) == len(base)
     assert served == [1 - b for b in base]  # every label flipped (p=1.0)
+
+
+def test_proba_answers_the_base_probabilities_shifted(envs, faulty, work) -> None:
+    """kind proba: the positive class' probability as a double (the stable of the probability
+    scenario at shift 0, its canary shifted), each the base's own predict_proba plus the shift."""
+    rows = holdout_rows(40)
+    answers = {}
+    for name in ("proba", "proba-shifted"):
+        with _mlserver(envs["serving"], faulty[name], work / f"srv-{name}") as proc:
+            _ready(proc)
+            resp, _ms = _post(proc, rows)
+            assert resp.status_code == 200, resp.text
+            answers[name] = resp.json()["outputs"][0]
+    assert {a["datatype"] for a in answers.values()} == {"FP64"}, answers
+    base, shifted = (answers[n]["data"] for n in ("proba", "proba-shifted"))
+    assert len(base) == len(rows) and all(0.0 <= v <= 1.0 for v in base + shifted)
+    assert len({round(v, 3) for v in base}) > 5, "probabilities, not labels"
+    assert shifted == pytest.approx([min(v + 0.02, 1.0) for v in base], abs=1e-9)
 
 
 def test_tail_latency_raises_p99_not_median(envs, faulty, work) -> None:

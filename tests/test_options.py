@@ -136,4 +136,5 @@ def test_the_header_says_what_the_run_is_set_up_to_do(tmp_path: Path) -> None:
     header = [ln for ln in result.stdout.splitlines() if ln.startswith("seamcheck: profile")]
     assert len(header) == 1, result.stdout
     assert re.search(r"seamcheck: profile local, row kfp2\.3-mlflow2\.17-kserve0\.14, judges seed, sequential, "
+                     r"flagger, argo, kayenta, "
                      r"reports .*header-test", header[0]), header

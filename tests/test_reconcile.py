@@ -14,9 +14,12 @@ from harness.local.reconcile import (
     ksvc_traffic,
     min_scale,
     per_revision,
+    predictor_route,
     propagate_rollout,
     resolve_traffic,
     scale_plan,
+    tag_url,
+    with_tag_urls,
 )
 
 
@@ -39,6 +42,26 @@ def test_ksvc_traffic_as_kserves_controller_test(canary, rolled, expected) -> No
 def test_tag_routing_tags_the_latest_target() -> None:
     assert ksvc_traffic(20, "r1", tag_routing=True)[0] == {"latestRevision": True, "percent": 20, "tag": "latest"}
     assert ksvc_traffic(None, "", tag_routing=True) == [{"latestRevision": True, "percent": 100, "tag": "latest"}]
+
+
+# knative/serving knative-v1.15.2 (KServe 0.14.1's knative.dev/serving v0.42.2), pkg/reconciler/route/
+# traffic/traffic_test.go, TestRoundTripping: route "test-route" in namespace "test", default templates.
+@pytest.mark.parametrize(("tag", "url"), [("beta", "http://beta-test-route.test.example.com"),
+                                          ("alpha", "http://alpha-test-route.test.example.com")])
+def test_a_tagged_target_gets_knatives_url(tag: str, url: str) -> None:
+    assert tag_url(tag, "test-route", "test", "example.com") == url
+
+
+def test_kserves_tags_get_urls_on_the_predictors_route_and_untagged_targets_none() -> None:
+    assert predictor_route("rc") == "rc-predictor"  # kserve v0.14.1 pkg/constants PredictorServiceName
+    traffic = resolve_traffic(ksvc_traffic(80, "rc-predictor-00001", tag_routing=True), "rc-predictor-00002")
+    tagged = with_tag_urls(traffic, predictor_route("rc"), "model-serving", "example.com")
+    assert [(t["revisionName"], t["percent"], t.get("url")) for t in tagged] == [
+        ("rc-predictor-00002", 80, "http://latest-rc-predictor.model-serving.example.com"),
+        ("rc-predictor-00001", 20, "http://prev-rc-predictor.model-serving.example.com")]
+    # without the annotation KServe still tags the rolled-out revision prev (ksvc_reconciler.go)
+    plain = with_tag_urls(resolve_traffic(ksvc_traffic(80, "r1"), "r2"), "rc-predictor", "ns", "example.com")
+    assert "url" not in plain[0] and plain[1]["url"] == "http://prev-rc-predictor.ns.example.com"
 
 
 def test_a_route_names_the_latest_ready_revision_and_routes_nothing_without_one() -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from harness.judges.base import Decision, Judge, Reading, RevisionReading, RoutedWindow, Verdict
+from harness.judges.base import Decision, Judge, ProbeTally, Reading, RevisionReading, RoutedWindow, Verdict
 from harness.metrics.dialects import DIALECTS, render
 from harness.metrics.prometheus import PrometheusUnreachable, query_scalar
 
@@ -119,13 +119,15 @@ def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, diale
                       on_tick: Callable[[float, Reading], None] | None = None,
                       settle_s: float = 0.0, stop: threading.Event | None = None,
                       latency_limit_s: float | None = None,
-                      router_counts: Callable[[], RouterCounts] | None = None) -> Judgement:
+                      router_counts: Callable[[], RouterCounts] | None = None,
+                      probes: Callable[[], ProbeTally] | None = None) -> Judgement:
     """Poll every `interval_s` until every judge decided or `deadline_s` passed; then `finish`
     the undecided ones (a final decision, never CONTINUE). `stop`, set from another thread, ends
     the observation with JudgementStopped (a judgement in a thread that no signal reaches).
     ``latency_limit_s``: the readings also count each revision's requests slower than it.
     ``router_counts``: the profile's router counters (each reading then carries what the router
-    sent each revision in the window and the answers it got)."""
+    sent each revision in the window and the answers it got). ``probes``: the correctness probes'
+    tally now (harness/canary/probes.py), carried by every reading."""
     stop = stop or threading.Event()
     for judge in judges.values():
         judge.reset()
@@ -142,6 +144,7 @@ def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, diale
             raise JudgementStopped(f"stopped after {time.monotonic() - started:.0f}s of observation")
         elapsed = time.monotonic() - started
         routed = windows.window(roles) if windows is not None else None
+        tally = probes() if probes is not None else None
         try:
             reading = Reading(
                 routed=routed,
@@ -150,11 +153,11 @@ def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, diale
                                      latency_limit_s=latency_limit_s),
                 stable=read_revision(prometheus_url, dialect, stable, elapsed_s=elapsed, window_s=interval_s,
                                      latency_limit_s=latency_limit_s),
-                source_ok=True)
+                source_ok=True, probes=tally)
         except PrometheusUnreachable as exc:
             empty = RevisionReading(None, None, None, None, None)
             reading = Reading(t_s=elapsed, canary=empty, stable=empty, source_ok=False, source_error=str(exc),
-                              routed=routed)
+                              routed=routed, probes=tally)
         result.readings.append(reading)
         last = reading
         if on_tick is not None:

@@ -9,7 +9,10 @@ How a session's scenarios share two cores:
 - the first main canary and every beside one are deployed as soon as the runner starts;
 - a ``beside`` scenario (light load: it adds nothing the others would feel) is judged on a service
   of its own at the same time as the main ones; a scenario that stops what every judgement reads
-  (Prometheus) waits until no beside scenario is in flight.
+  (Prometheus) waits until no beside scenario is in flight;
+- a scenario with a ``baseline`` first rolls that model out in full on its service (its stable
+  must answer in the canary's kind: probabilities to compare with probabilities), so the service
+  serves it from then on: no scenario without one may follow on that service (the plan refuses).
 """
 from __future__ import annotations
 
@@ -39,6 +42,12 @@ class CanaryScenario:
     known_wrong: dict[str, str] = field(default_factory=dict)
     nightly: bool = False  # marked slow: `pytest -m canary` runs it, CI (not slow) does not
     beside: bool = False  # judged on a service of its own, beside the main scenarios (light load only)
+    # The stable this canary is compared with: a FaultSpec rolled out in full on the service ahead of
+    # the canary; None: whatever the service serves (the trained model, or the last promoted canary).
+    baseline: Any = None
+    # Correctness probes during the judgement (held-out rows to both revisions through their tagged
+    # routes). Off where the scenario is about the traffic the judges see: the probes add to it.
+    probes: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "during", During(self.during))
@@ -66,6 +75,16 @@ class ScenarioPlan:
         names = [s.name for s in self.scenarios]
         if len(set(names)) != len(names):
             raise ValueError(f"a scenario is planned twice: {names}")
+        serving: dict[str, CanaryScenario] = {}  # service -> the scenario whose baseline it serves
+        for scenario in self.main:
+            service = self.service_for(scenario)
+            after = serving.get(service)
+            if after is not None and scenario.baseline is None:
+                raise ValueError(f"scenario {scenario.name!r} follows {after.name!r} on service {service}, which then "
+                                 f"serves {after.name!r}'s baseline, not the trained model's lineage; run "
+                                 f"{scenario.name!r} first or give it a baseline")
+            if scenario.baseline is not None:
+                serving[service] = scenario
 
     @property
     def main(self) -> tuple[CanaryScenario, ...]:

@@ -2,8 +2,10 @@
 
 A scenario deploys a real canary revision (a registered MLflow model, faulty or not) at
 CANARY_PERCENT of a service's traffic, drives Locust through the router, feeds the same Prometheus
-readings (and the router's own counts) to every judge, acts on the acting judge's decision
-(promote, or roll back: never promote on missing evidence) and measures a load window afterwards.
+readings (and the router's own counts, and the correctness probes' tally: the same labelled
+held-out rows sent to both revisions through their tagged routes, probes.py) to every judge, acts
+on the acting judge's decision (promote, or roll back: never promote on missing evidence) and
+measures a load window afterwards.
 
 The runner executes a ``ScenarioPlan`` (plan.py: which service each scenario runs on, what is made
 and deployed ahead of it, what waits for what) with its pools: models are made one at a time,
@@ -26,6 +28,7 @@ import pytest
 
 from harness.canary.observe import RevisionQueries, observe_and_judge, read_revision
 from harness.canary.plan import CanaryScenario, During, ScenarioPlan
+from harness.canary.probes import ProbeRouteMissing, ProbeRunner, probe_routes
 from harness.errors import StackError
 from harness.faults.models import log_faulty_model
 from harness.judges.base import Decision, Judge, JudgeConfig, Verdict
@@ -33,20 +36,31 @@ from harness.judges.external import BUILTIN_JUDGES, GuardedJudge, load_judge
 from harness.load import LoadResult, start_load
 from harness.local.haproxy import revision_of
 from harness.metrics.cadence import CADENCE
-from harness.pipeline.dataset import holdout_rows
+from harness.pipeline.dataset import holdout_labels, holdout_rows
 from harness.pipeline.params import MODEL_NAME
 from harness.profiles.base import Profile
-from harness.serving.rollout import CanaryState, promote, rollback, split_of, start_canary
+from harness.serving.isvc import storage_uri_of
+from harness.serving.rollout import CanaryState, promote, rollback, split_of, start_canary, swap_storage_uri
 
-__all__ = ["ACTING_JUDGE", "CANARY_PERCENT", "CONFIG", "INTERVAL_S", "OBSERVATION_S", "TARGET_RPS", "CanaryScenario",
-           "ScenarioOutcome", "ScenarioRunner", "ScenarioVoid", "conformance_table", "judge_makers", "planned_scenarios",
-           "refused_scenarios"]
+__all__ = ["ACTING_JUDGE", "CANARY_PERCENT", "CONFIG", "INTERVAL_S", "OBSERVATION_S", "PROBE_BATCH", "PROBE_INTERVAL_S",
+           "TARGET_RPS", "CanaryScenario", "ScenarioOutcome", "ScenarioRunner", "ScenarioVoid", "conformance_table",
+           "judge_makers", "planned_scenarios", "refused_scenarios"]
 
-CANARY_PERCENT = 50
-TARGET_RPS = 70.0  # total, through the router: a clean canary at 50% needs ~1100 requests to promote
+# docs/judges.md, "The canary suite's settings": a healthy canary needs ~3500 of its own requests to
+# be promoted in 9 runs of 10, so at 70 req/s only 80 % of the traffic for 75 s reaches that (93 %
+# promoted in simulation, every 5x canary rolled back); 50 % for 45 s promoted 57.6 %.
+CANARY_PERCENT = 80
+TARGET_RPS = 70.0  # total, through the router
 USERS = 10
 INTERVAL_S = CADENCE.window_s  # every judge reads the same windows, >= 2 scrapes long
-OBSERVATION_S = 45.0  # the seed's 15 min / 60 s, scaled to 15 checks of 3 s
+OBSERVATION_S = 75.0  # the deadline: 25 checks of 3 s
+# Correctness probes: PROBE_BATCH held-out rows to each revision every PROBE_INTERVAL_S (2 requests
+# a second beside the load's 70). A canary answering like the stable is accepted after ~55 rows, one
+# flipping 20 % of its labels rolled back after ~10 (harness.judges.probes.rows_to_decide): both
+# inside the first three rounds, so the probes never set the time to decision.
+PROBE_BATCH = 20
+PROBE_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 10.0  # per probe request
 POST_ROLLBACK_S = 3.0  # ~200 requests at 70 req/s, all of which must avoid a 5xx
 FIRST_REQUEST_DEADLINE_S = 30.0  # Locust's start (imports, parquet) until its first request is logged
 SCRAPE_SETTLE_S = 2.5 * CADENCE.scrape_s  # two scrapes after the load stopped: its last requests are in
@@ -112,6 +126,7 @@ class ScenarioOutcome:
     load_totals: dict[str, Any]
     readings: list[dict]
     phases_s: dict[str, float] = field(default_factory=dict)  # where the scenario's wall time went
+    probes: dict[str, Any] = field(default_factory=dict)  # the probes' final tally and cost ({} without probes)
     # the dialect's queries over the whole load beside Locust's own counts, per revision: counted in
     # the background (they wait for Prometheus' last scrapes), off the next scenario's path
     counting: Future | None = None
@@ -145,16 +160,25 @@ class ScenarioRunner:
         self._stop = threading.Event()
         self.rows_path = workdir / "rows.parquet"
         holdout_rows(200).to_parquet(self.rows_path)
+        # Every row is probed once per scenario: enough for rounds until the deadline and past it.
+        probe_rows = PROBE_BATCH * (math.ceil((OBSERVATION_S + 30) / PROBE_INTERVAL_S) + 1)
+        self.probe_rows, self.probe_labels = holdout_rows(probe_rows), holdout_labels(probe_rows).tolist()
 
     # -- preparation, ahead of the scenarios ------------------------------------------------
-    def _storage_uri(self, scenario: CanaryScenario) -> str:
-        if scenario.fault is None:
-            return self.make_copy(f"canary-{scenario.name}")
-        info = log_faulty_model(self.stack.envs["pipeline"].python, scenario.fault,
+    def _model_uri(self, fault: Any, tag: str) -> str:
+        if fault is None:
+            return self.make_copy(tag)
+        info = log_faulty_model(self.stack.envs["pipeline"].python, fault,
                                 base_model_uri=f"models:/{MODEL_NAME}/{self.train_version}",
-                                registered_model_name=f"rc-canary-{scenario.name}",
-                                tracking_uri=self.stack.tracking_uri, env=self.stack.client_env())
+                                registered_model_name=f"rc-{tag}", tracking_uri=self.stack.tracking_uri,
+                                env=self.stack.client_env())
         return info.artifact_uri
+
+    def _storage_uri(self, scenario: CanaryScenario) -> tuple[str, str | None]:
+        """(the canary's storageUri, its baseline's or None)."""
+        baseline = (self._model_uri(scenario.baseline, f"baseline-{scenario.name}")
+                    if scenario.baseline is not None else None)
+        return self._model_uri(scenario.fault, f"canary-{scenario.name}"), baseline
 
     def _prepare(self, scenario: CanaryScenario) -> Future:
         """The canary's model, made in the background (one at a time): logging a faulty model is an
@@ -168,10 +192,13 @@ class ScenarioRunner:
         return self.plan.service_for(scenario)
 
     def _deploy(self, scenario: CanaryScenario) -> tuple[CanaryState, float]:
-        storage_uri = self._prepare(scenario).result(timeout=self.stack.config.isvc_deadline_s)
+        storage_uri, baseline = self._prepare(scenario).result(timeout=self.stack.config.isvc_deadline_s)
         started = time.monotonic()
-        state = start_canary(self.stack.isvc, self.service_for(scenario), storage_uri, CANARY_PERCENT,
-                             deadline_s=self.stack.config.isvc_deadline_s)
+        client, service, deadline = self.stack.isvc, self.service_for(scenario), self.stack.config.isvc_deadline_s
+        if baseline is not None:  # the stable the canary is compared with, rolled out in full first
+            swap_storage_uri(client, service, expected_current=storage_uri_of(client.get(service)), new_uri=baseline,
+                             deadline_s=deadline)
+        state = start_canary(client, service, storage_uri, CANARY_PERCENT, deadline_s=deadline)
         return state, time.monotonic() - started
 
     def _deploy_ahead(self, scenario: CanaryScenario) -> Future:
@@ -221,6 +248,21 @@ class ScenarioRunner:
             wait_for(list(self._beside_runs.values()), timeout=2 * self.stack.config.isvc_deadline_s + OBSERVATION_S)
         return self._play(scenario)
 
+    def _probes(self, scenario: CanaryScenario, service: str, state: CanaryState) -> ProbeRunner | None:
+        """The scenario's correctness probes, started (None: it runs none). Routes the status does
+        not give leave a runner that sends nothing and says why: the judgement then cannot promote."""
+        if not scenario.probes:
+            return None
+        routes, why = None, ""
+        try:
+            routes = probe_routes(self.stack, service, self.stack.isvc.get(service), canary=state.canary,
+                                  stable=state.stable)
+        except ProbeRouteMissing as exc:
+            why = str(exc)
+        return ProbeRunner(routes, rows=self.probe_rows, labels=self.probe_labels, batch=PROBE_BATCH,
+                           interval_s=PROBE_INTERVAL_S, run_for_s=OBSERVATION_S + 30, tolerance=CONFIG.probe_tolerance,
+                           timeout_s=PROBE_TIMEOUT_S, slow_s=CONFIG.p99_threshold_s, unavailable=why).start()
+
     def _play(self, scenario: CanaryScenario) -> ScenarioOutcome:
         stack, client = self.stack, self.stack.isvc
         deadline = stack.config.isvc_deadline_s
@@ -246,6 +288,7 @@ class ScenarioRunner:
                           out_dir=self.workdir / scenario.name)
         stop_fault = threading.Event()
         fault_thread = None
+        prober: ProbeRunner | None = None
         fault = FaultLog(scenario.during)
         try:
             state, deploy_s = deploying.result(timeout=2 * deadline)
@@ -257,6 +300,7 @@ class ScenarioRunner:
             load.wait_for_first_request(FIRST_REQUEST_DEADLINE_S)
             lap("first-request")
             judges = {name: make() for name, make in self.judges.items()}
+            prober = self._probes(scenario, service, state)
             if scenario.during:
                 fault_thread = threading.Thread(target=fault.run, args=(self._fault, service, state.canary,
                                                                         stop_fault), daemon=True)
@@ -265,11 +309,14 @@ class ScenarioRunner:
                 judges, prometheus_url=stack.prometheus_url, dialect=stack.metric_dialect,
                 canary=RevisionQueries(service, state.canary), stable=RevisionQueries(service, state.stable),
                 interval_s=INTERVAL_S, deadline_s=OBSERVATION_S, stop=self._stop,
-                latency_limit_s=CONFIG.p99_threshold_s, router_counts=stack.router_counts(service))
+                latency_limit_s=CONFIG.p99_threshold_s, router_counts=stack.router_counts(service),
+                probes=prober.tally if prober is not None else None)
         except BaseException:
             load.kill()
             raise
         finally:
+            if prober is not None:
+                prober.stop(timeout_s=PROBE_TIMEOUT_S + 5)
             stop_fault.set()
             if fault_thread is not None:
                 fault_thread.join(timeout=30)
@@ -294,7 +341,9 @@ class ScenarioRunner:
             raise
         result = load.stop()
         lap("post-window")
-        counting = self._count_pool.submit(self._metric_counts, service, (state.canary, state.stable), result)
+        probe_counts = prober.revision_counts() if prober is not None else {}
+        counting = self._count_pool.submit(self._metric_counts, service, (state.canary, state.stable), result,
+                                           probe_counts)
         post = result.since(settled)
         outcome = ScenarioOutcome(
             scenario=scenario, service=service, canary=state.canary, stable=state.stable,
@@ -308,14 +357,18 @@ class ScenarioRunner:
             readings=[{"t_s": round(r.t_s, 1), "source_ok": r.source_ok, "canary": r.canary.to_dict(),
                        "stable": r.stable.to_dict(), **({"routed": r.to_dict()["routed"]} if r.routed else {})}
                       for r in judgement.readings],
-            phases_s=phases, counting=counting)
+            phases_s=phases, counting=counting,
+            probes={"tally": prober.tally().to_dict(), "cost": prober.cost()} if prober is not None else {})
         self.outcomes[scenario.name] = outcome
         return outcome
 
-    def _metric_counts(self, service: str, revisions: tuple[str, ...], result: LoadResult) -> dict[str, Any]:
+    def _metric_counts(self, service: str, revisions: tuple[str, ...], result: LoadResult,
+                       probe_counts: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
         """The dialect's requests, 5xx and slow-request queries, over a window holding the whole
         load and nothing of the service's earlier traffic, beside what Locust itself recorded per
-        revision (the router's served-by header): what the judges read, checked against the load."""
+        revision (the router's served-by header) and what the correctness probes sent each one
+        (their own requests, counted by the same metrics): what the judges read, checked against
+        the load."""
         time.sleep(SCRAPE_SETTLE_S)
         limit_s = CONFIG.p99_threshold_s
         window_s = math.ceil(time.time() - result.t0 + 3)  # from Locust's start, 3 s before its first request
@@ -330,6 +383,7 @@ class ScenarioRunner:
             errors, slow = [e for e in events if e.is_5xx], [e for e in events if e.ms > limit_s * 1000]
             counted["revisions"][revision] = {
                 "prometheus": prom,
+                "probes": dict(probe_counts.get(revision) or {"requests": 0, "errors": 0, "slow": 0}),
                 "locust": {"requests": len(events), "errors": len(errors), "slow": len(slow),
                            # the most answers in one second: increase() extrapolates (or misses) up to
                            # about one scrape interval of traffic at each end of a series in its window
@@ -393,7 +447,9 @@ def _peak_per_second(events: list) -> int:
 def conformance_table(outcomes: dict[str, ScenarioOutcome]) -> str:
     lines = ["# Judge conformance", "",
              (f"Canary at {CANARY_PERCENT}% of ~{TARGET_RPS:.0f} req/s (Locust), checks every {INTERVAL_S:.0f} s, "
-             f"deadline {OBSERVATION_S:.0f} s; the rollout followed the `{ACTING_JUDGE}` judge."), "",
+              f"deadline {OBSERVATION_S:.0f} s; correctness probes: {PROBE_BATCH} held-out rows to each revision "
+              f"every {PROBE_INTERVAL_S:g} s through its tagged route; the rollout followed the `{ACTING_JUDGE}` "
+              "judge, every other judge is graded only."), "",
              "| scenario | judge | decision | time to decision (s) | right? | first reason |", "|---|---|---|---|---|---|"]
     for name, outcome in outcomes.items():
         for judge, verdict in outcome.verdicts.items():
@@ -405,5 +461,16 @@ def conformance_table(outcomes: dict[str, ScenarioOutcome]) -> str:
                   "deploy-took: how long that took; first-request: Locust's start). On its service:"), ""]
     for name, outcome in outcomes.items():
         where = f"{outcome.service}, beside the others" if outcome.scenario.beside else outcome.service
-        lines.append(f"- {name} ({where}): " + ", ".join(f"{k} {v:g}" for k, v in outcome.phases_s.items()))
+        line = f"- {name} ({where}): " + ", ".join(f"{k} {v:g}" for k, v in outcome.phases_s.items())
+        lines.append(line + (f"; {_probe_cost_words(outcome)}" if outcome.probes else ""))
     return "\n".join(lines) + "\n"
+
+
+def _probe_cost_words(outcome: ScenarioOutcome) -> str:
+    """The probes on the scenario's timeline: what they sent and found, and what that cost."""
+    tally, cost = outcome.probes["tally"], outcome.probes["cost"]
+    load = outcome.load_totals.get("requests") or 0
+    share = f", {100 * cost['requests'] / (cost['requests'] + load):.1f}% of the requests" if load else ""
+    return (f"probes {cost['rounds']} rounds ({cost['failed']} failed), {tally['rows']} rows, {tally['disagreements']} "
+            f"answered otherwise, {cost['requests']} requests{share}, first round done {cost['first_round_s']} s in, "
+            f"answers p50 canary {cost['canary']['ms_p50']} ms / stable {cost['stable']['ms_p50']} ms")

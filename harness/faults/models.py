@@ -7,6 +7,10 @@ Kinds (see harness/faults/model_code/seamcheck_fault_model.py for the class itse
   tail_latency  add ``delay_s`` seconds to a fraction ``q`` only  -> p99 up, median unchanged
   wrong         flip each predicted label with probability ``p`` (default 1.0: every label)
   slow_load     sleep ``load_delay_s`` seconds in load_context    -> readiness comes late
+  proba         answer the positive class' probability (the base classifier's predict_proba)
+                plus ``shift``, clipped to [0, 1]; ``shift`` 0 is the base model's own
+                probabilities: a probability-serving version, the stable such canaries are
+                compared with (its signature's output is then a double, not the label)
 
 The model is logged (and registered) by the *pipeline* role's mlflow (2.17.2 in the seed row),
 and must load in the *serving* role's MLServer 1.5.0 / mlflow 2.10.2. So the wrapper class lives
@@ -56,7 +60,7 @@ __all__ = [
     "save_faulty_models",
 ]
 
-FAULT_KINDS = ("error", "latency", "tail_latency", "wrong", "slow_load")
+FAULT_KINDS = ("error", "latency", "tail_latency", "wrong", "slow_load", "proba")
 MODEL_CODE_MODULE = "seamcheck_fault_model"
 MODEL_CODE_FILE = Path(__file__).with_name("model_code") / f"{MODEL_CODE_MODULE}.py"
 #: Key of the MLmodel `metadata` entry (and prefix of the run tags) that describe the fault.
@@ -73,6 +77,7 @@ class FaultSpec:
     q: float = 0.0
     delay_s: float = 0.0
     load_delay_s: float = 0.0
+    shift: float = 0.0  # proba: added to every probability (then clipped to [0, 1])
 
     # Constructors with each kind's own parameters.
     @classmethod
@@ -95,6 +100,10 @@ class FaultSpec:
     def slow_load(cls, load_delay_s: float = 10.0) -> FaultSpec:
         return cls("slow_load", load_delay_s=load_delay_s).validate()
 
+    @classmethod
+    def proba(cls, shift: float = 0.0) -> FaultSpec:
+        return cls("proba", shift=shift).validate()
+
     def validate(self) -> FaultSpec:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; choose one of {', '.join(FAULT_KINDS)}")
@@ -112,11 +121,16 @@ class FaultSpec:
             raise ValueError(f"fault {self.kind} with delay_s=0 injects nothing")
         if self.kind == "slow_load" and self.load_delay_s == 0.0:
             raise ValueError("fault slow_load with load_delay_s=0 injects nothing")
+        if not -1.0 <= self.shift <= 1.0:
+            raise ValueError(f"fault {self.kind}: shift={self.shift} moves a probability out of [0, 1] entirely; "
+                             "use -1 <= shift <= 1")
+        if self.shift and self.kind != "proba":
+            raise ValueError(f"fault {self.kind}: shift={self.shift} applies to kind proba only")
         return self
 
     def argv(self) -> list[str]:
         return ["--kind", self.kind, "--p", repr(self.p), "--q", repr(self.q),
-                "--delay-s", repr(self.delay_s), "--load-delay-s", repr(self.load_delay_s)]
+                "--delay-s", repr(self.delay_s), "--load-delay-s", repr(self.load_delay_s), "--shift", repr(self.shift)]
 
     def describe(self) -> str:
         return {
@@ -125,6 +139,7 @@ class FaultSpec:
             "tail_latency": f"tail_latency +{self.delay_s}s on q={self.q}",
             "wrong": f"wrong labels p={self.p}",
             "slow_load": f"slow_load {self.load_delay_s}s",
+            "proba": f"probabilities shifted {self.shift:+g}" if self.shift else "probabilities",
         }[self.kind]
 
 
@@ -248,7 +263,7 @@ def _python_model(spec: FaultSpec):
 
     module = importlib.import_module(MODEL_CODE_MODULE)
     model = module.FaultyModel(kind=spec.kind, p=spec.p, q=spec.q, delay_s=spec.delay_s,
-                               load_delay_s=spec.load_delay_s)
+                               load_delay_s=spec.load_delay_s, shift=spec.shift)
     if type(model).__module__ != MODEL_CODE_MODULE:  # would pickle a path no server can import
         raise RuntimeError(f"FaultyModel comes from {type(model).__module__!r}, not {MODEL_CODE_MODULE!r}")
     return model
@@ -280,6 +295,11 @@ def _base_facts(base_model_uri: str) -> tuple[Any, list[str]]:
 
 def _model_kwargs(spec: FaultSpec, base_model_uri: str) -> dict[str, Any]:
     signature, reqs = _base_facts(base_model_uri)
+    if spec.kind == "proba":  # it answers a probability, not the base's label: say so in the signature
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types.schema import ColSpec, Schema
+
+        signature = ModelSignature(inputs=signature.inputs, outputs=Schema([ColSpec("double")]))
     return {
         "python_model": _python_model(spec),
         "artifacts": {"base": base_model_uri},
@@ -301,7 +321,8 @@ def _emit(result: dict[str, Any], output: str | None) -> None:
 
 
 def _spec_from(args: argparse.Namespace) -> FaultSpec:
-    spec = FaultSpec(args.kind, p=args.p, q=args.q, delay_s=args.delay_s, load_delay_s=args.load_delay_s)
+    spec = FaultSpec(args.kind, p=args.p, q=args.q, delay_s=args.delay_s, load_delay_s=args.load_delay_s,
+                     shift=args.shift)
     if spec.kind == "wrong" and spec.p == 0.0:
         spec = FaultSpec("wrong", p=1.0)
     return spec.validate()
@@ -375,7 +396,7 @@ def _cmd_save_many(args: argparse.Namespace) -> dict[str, Any]:
         spec = FaultSpec(**item["spec"])
         sub = argparse.Namespace(base_model_uri=args.base_model_uri, out=str(Path(args.out_root) / item["name"]),
                                  kind=spec.kind, p=spec.p, q=spec.q, delay_s=spec.delay_s,
-                                 load_delay_s=spec.load_delay_s)
+                                 load_delay_s=spec.load_delay_s, shift=spec.shift)
         models[item["name"]] = _cmd_save(sub)
     return {"models": models}
 
@@ -422,6 +443,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--q", type=float, default=0.0, help="tail_latency: fraction of slowed requests")
         p.add_argument("--delay-s", type=float, default=0.0, help="latency / tail_latency: added seconds")
         p.add_argument("--load-delay-s", type=float, default=0.0, help="slow_load: seconds to sleep in load_context")
+        p.add_argument("--shift", type=float, default=0.0, help="proba: added to every probability")
         p.add_argument("--base-model-uri", required=True, help="models:/name/version, runs:/..., or a local folder")
         p.add_argument("--output", help="also write the result JSON here")
 

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Decision", "Judge", "JudgeConfig", "Reading", "RevisionReading", "RoutedWindow", "Verdict"]
+__all__ = ["Decision", "Judge", "JudgeConfig", "ProbeTally", "Reading", "RevisionReading", "RoutedWindow", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,32 @@ class RoutedWindow:
 
 
 @dataclass(frozen=True)
+class ProbeTally:
+    """What the correctness probes found since the judgement began (harness/canary/probes.py):
+    the same labelled held-out rows sent to the canary and to the stable, each through its own
+    tagged route. Counts are cumulative; a judge reads the latest tally."""
+
+    rounds: int  # probe rounds sent: one request to each revision with the same rows
+    failed: int  # rounds without a comparable answer from both (HTTP error, timeout, malformed answer)
+    rows: int  # rows both revisions answered, compared
+    disagreements: int  # of those, rows whose answers differ (numeric answers: by more than `tolerance`)
+    last_ok: bool  # the latest round was answered by both
+    output: str = ""  # what the stable answers: "label" (compared exactly) or "value" (within tolerance)
+    tolerance: float = 0.0  # |canary - stable| above it disagrees (numeric answers only)
+    canary_correct: int | None = None  # rows whose canary answer matches the held-out label (evidence only)
+    stable_correct: int | None = None
+    max_abs_diff: float | None = None  # numeric answers: the largest |canary - stable| seen
+    last_error: str = ""  # why the latest failed round failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProbeTally:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
 class Reading:
     t_s: float  # seconds since judgement start
     canary: RevisionReading
@@ -61,6 +87,8 @@ class Reading:
     combined: RevisionReading | None = None
     # The router's own counts for the window ("canary", "stable"); None where the profile has none.
     routed: dict[str, RoutedWindow] | None = None
+    # The correctness probes' tally; None where the judgement runs no probes.
+    probes: ProbeTally | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"t_s": self.t_s, "canary": self.canary.to_dict(), "stable": self.stable.to_dict(),
@@ -69,18 +97,21 @@ class Reading:
             out["combined"] = self.combined.to_dict()
         if self.routed is not None:
             out["routed"] = {k: dataclasses.asdict(v) for k, v in self.routed.items()}
+        if self.probes is not None:
+            out["probes"] = self.probes.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Reading:
         combined = data.get("combined")
         routed = data.get("routed")
+        probes = data.get("probes")
         return cls(t_s=float(data["t_s"]), canary=RevisionReading.from_dict(data.get("canary") or {}),
                    stable=RevisionReading.from_dict(data.get("stable") or {}),
                    source_ok=bool(data.get("source_ok", False)), source_error=str(data.get("source_error", "")),
                    combined=RevisionReading.from_dict(combined) if combined else None,
                    routed={k: RoutedWindow(float(v["sent"]), float(v["ok"])) for k, v in routed.items()}
-                   if routed else None)
+                   if routed else None, probes=ProbeTally.from_dict(probes) if probes else None)
 
 
 class Decision(enum.Enum):
@@ -151,6 +182,14 @@ class JudgeConfig:
     # evidence showed the canary neither good nor bad; the rollout policy maps it to hold, extend or
     # roll back, harness.judges.policy) or "rollback" (the judge's rule before 2026-12-01).
     deadline_decision: str = "inconclusive"
+    # Correctness probes (readings that carry a ProbeTally): a one-sample SPRT on the rate of held-out
+    # rows the canary answers differently from the stable, H0 probe_disagreement_ok vs H1
+    # probe_disagreement_bad, at alpha and beta above (harness.judges.probes).
+    probe_disagreement_ok: float = 0.01  # a retrained model may move 1 row in 100: noise nobody acts on
+    probe_disagreement_bad: float = 0.05  # 1 row in 20 answered otherwise is a different model
+    probe_tolerance: float = 0.05  # numeric answers (probabilities, regression): |canary - stable| above disagrees
+    probe_max_failed_share: float = 0.1  # more failed probe rounds than this share holds promotion
+    require_probes: bool = False  # True: never promote without probe evidence, even where readings carry none
 
     def __post_init__(self) -> None:
         problems = []
@@ -173,6 +212,13 @@ class JudgeConfig:
                             f"{self.relative_factor}")
         if self.latency_windows < 1:
             problems.append(f"latency_windows must be >= 1, got {self.latency_windows}")
+        if not 0 < self.probe_disagreement_ok < self.probe_disagreement_bad < 1:
+            problems.append(f"need 0 < probe_disagreement_ok < probe_disagreement_bad < 1, got "
+                            f"{self.probe_disagreement_ok} and {self.probe_disagreement_bad}")
+        if self.probe_tolerance < 0:
+            problems.append(f"probe_tolerance must be >= 0, got {self.probe_tolerance}")
+        if not 0 <= self.probe_max_failed_share < 1:
+            problems.append(f"probe_max_failed_share must be in [0, 1), got {self.probe_max_failed_share}")
         if self.deadline_decision not in ("inconclusive", "rollback"):
             problems.append(f"deadline_decision must be 'inconclusive' or 'rollback', got {self.deadline_decision!r}")
         if problems:

@@ -89,6 +89,13 @@ Missing data never promotes:
 * At the deadline (finish): INCONCLUSIVE if no reading ever carried canary requests (the judge
   cannot tell a dead canary from missing metrics: not a promotion, not evidence against the model).
 
+Correctness (readings that carry a ProbeTally: the same labelled held-out rows sent to canary and
+stable through their tagged routes): harness.judges.probes, a one-sample SPRT on the rate of rows
+the canary answers otherwise than the stable, at the same alpha, beta and bounds. Its ln A rolls
+back whatever Prometheus says (the probes do not go through it); until it accepts, and while probe
+rounds fail or a reading comes without a tally, promotion waits. A judgement with no probes is
+judged as before.
+
 The terminal rule: a test that has not decided by the deadline has not shown the canary bad (no
 rollback statistic reached ln A) nor good. The judge then says INCONCLUSIVE, its reasons naming what
 is still open, and the rollout policy (harness.judges.policy) maps that to hold, extend or roll
@@ -105,6 +112,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.judges.base import Decision, JudgeConfig, Reading, RevisionReading, Verdict
+from harness.judges.probes import ProbeTest
 from harness.judges.sprt import bernoulli_llr, log_mixture, relative_llr, wald_log_bounds
 
 __all__ = ["SLOW_SHARE_LIMIT", "SequentialJudge", "clean_canary_requests_to_promote", "slow_share_hypotheses"]
@@ -204,6 +212,7 @@ class SequentialJudge:
         self._readings = 0
         self._last_t: float | None = None
         self._dark = 0  # consecutive windows the canary served nothing while the stable was busy
+        self._probe = ProbeTest(self.config)  # the correctness probes' SPRT (gates promotion once it has run)
 
     # -- evidence ---------------------------------------------------------------------------------
 
@@ -299,6 +308,7 @@ class SequentialJudge:
             "absolute": f"H0 p={cfg.error_threshold / cfg.relative_factor:g} vs H1 p={cfg.error_threshold:g}",
             "floor": (f"H0 p={cfg.error_floor:g} vs H1 p={cfg.relative_factor * cfg.error_floor:g} (canary alone); "
                       f"promotion on the mixture of 1/LR of the relative and floor SPRTs >= {-self._log_b:.2f}"),
+            **self._probe.details(),
         }
 
     def _verdict(self, decision: Decision, reasons: list[str], at_s: float) -> Verdict:
@@ -321,6 +331,14 @@ class SequentialJudge:
         self._last_t = reading.t_s
         snap: dict[str, Any] = {"t_s": reading.t_s, "source_ok": reading.source_ok}
         self._snapshots.append(snap)
+        # Correctness first: the probes do not go through Prometheus, so their evidence counts even
+        # when its readings are missing.
+        self._probe.update(reading.probes)
+        if reading.probes is not None:
+            snap["probes"] = reading.probes.to_dict()
+        if self._probe.rejects:
+            return self._verdict(Decision.ROLLBACK, [
+                "canary answers differ from the stable's on held-out rows: " + self._probe.line()], reading.t_s)
         if not reading.source_ok:
             snap["used"] = False
             return self._verdict(Decision.CONTINUE, [
@@ -381,6 +399,9 @@ class SequentialJudge:
             waiting.append(f"no metrics for the canary's last window: {_router_words(reading)}")
         if stable is None:
             waiting.append("no stable request series in this reading")
+        probe_hold = self._probe.holds_promotion()
+        if probe_hold:
+            waiting.append(probe_hold)
         if canary[0] < cfg.min_requests:
             waiting.append(f"{canary[0]:.0f} canary requests < min_requests {cfg.min_requests}")
         if self._llr_promote < -self._log_b or self._llr_abs > self._log_b:
@@ -410,6 +431,8 @@ class SequentialJudge:
                            "clean windows not required (require_latency is off)")
         else:
             reasons.append("latency not judged: no qualifying window (require_latency is off)")
+        if self._probe.expected:
+            reasons.append("correctness: answers as the stable's on held-out rows: " + self._probe.line())
         return self._verdict(Decision.PROMOTE, reasons, reading.t_s)
 
     def finish(self, reading: Reading | None) -> Verdict:
@@ -448,4 +471,7 @@ class SequentialJudge:
             parts.append(f"latency: the last {self._streak} qualifying window(s) breached")
         elif cfg.require_latency and self._slow is None and not self._latency_seen:
             parts.append("no latency window qualified and no slow-request counts")
+        probe_hold = self._probe.holds_promotion()
+        if probe_hold:
+            parts.append(probe_hold)
         return "; ".join(parts)

@@ -30,7 +30,11 @@ Knative and Kubernetes cannot run here). It follows KServe 0.14's documented and
     slow model deploys fine the first time;
   * while a routed revision cold-starts, its share of the traffic goes to an activator (see
     activator.py), as Knative's activator takes it: requests are held until a replica is ready
-    and then forwarded, or answered 503 when the cold start is abandoned.
+    and then forwarded, or answered 503 when the cold start is abandoned;
+  * tagged routes, as Knative makes them from the traffic KServe writes (``prev`` on the rolled-out
+    revision of a canary split, ``latest`` with serving.kserve.io/enable-tag-routing): each tagged
+    target's ``url`` in the status, and its host routed by the router to that revision alone,
+    whatever its percent.
 What it does not do is listed in the README ("Where the local KServe emulation differs").
 """
 from __future__ import annotations
@@ -49,11 +53,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from harness.envs import RoleEnv
 from harness.local import reconcile
 from harness.local.activator import Activator
-from harness.local.haproxy import SERVED_BY_HEADER, HAProxyRouter, weight_for
+from harness.local.haproxy import SERVED_BY_HEADER, HAProxyRouter, tag_backend_name, weight_for
 from harness.local.patch import PatchError, json_patch, merge_patch
 from harness.local.replica import Replica
 from harness.local.services.prometheus import PrometheusServer, ScrapeTarget
@@ -67,6 +72,8 @@ GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservice
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 #: Model formats the 0.14 kserve-mlserver runtime lists (the only runtime the emulation has).
 _MLSERVER_FORMATS = {"mlflow", "sklearn", "xgboost", "lightgbm"}
+#: The tags KServe v0.14.1's ksvc reconciler ever writes (ksvc_reconciler.go): each gets a router backend.
+_TAGS = ("latest", "prev")
 
 
 class ApiError(Exception):
@@ -560,12 +567,14 @@ class KServeEmulation:
         latest_ready = ready[-1] if ready else None
         rolled = predictor_status.get("latestRolledoutRevision", "")
         previous = predictor_status.get("previousRolledoutRevision", "")
-        tag_routing = annotations.get("serving.kserve.io/enable-tag-routing") == "true"
+        tag_routing = annotations.get(reconcile.TAG_ROUTING_ANNOTATION) == "true"
         spec_traffic = reconcile.ksvc_traffic(spec.get("predictor", {}).get("canaryTrafficPercent"), rolled,
                                               tag_routing=tag_routing)
         # KServe copies the Knative Service's generation, not its own, into observedGeneration.
         ksvc_generation = svc.ksvc_generations.observe(latest_created.template, spec_traffic)
         traffic = reconcile.resolve_traffic(spec_traffic, latest_ready.name if latest_ready else None)
+        traffic = reconcile.with_tag_urls(traffic, reconcile.predictor_route(name), namespace,
+                                          self.config.namespace_domain)
         rolled, previous = reconcile.propagate_rollout(
             traffic, latest_ready=latest_ready.name if latest_ready else None, latest_created=latest_created.name,
             rolled_out=rolled, previous=previous)
@@ -696,7 +705,7 @@ class KServeEmulation:
 
     def _program_router(self, namespace: str, name: str, revisions: list[Revision],
                         per_revision: dict[str, int], traffic: list[dict]) -> None:
-        backend = self.router.ensure_backend(namespace, name)
+        backend = self.router.ensure_backend(namespace, name, tags=_TAGS)
         wanted: dict[str, tuple[str, int, int]] = {}
         for rev in revisions:
             share = per_revision.get(rev.name, 0)
@@ -715,11 +724,35 @@ class KServeEmulation:
             elif activator is not None and activator.in_flight:
                 wanted[activator.server_name] = (LOOPBACK, activator.port, 0)
         self.router.set_servers(backend, wanted)
+        self._program_tag_routes(namespace, name, revisions, traffic)
         for rev in revisions:  # closed only once the router no longer names them
             with self._lock:
                 idle = self._activators.get((rev.namespace, rev.name))
             if idle is not None and idle.server_name not in wanted:
                 self._close_activator(rev)
+
+    def _program_tag_routes(self, namespace: str, name: str, revisions: list[Revision], traffic: list[dict]) -> None:
+        """Knative's tagged routes: a tag's host sends every request to the revision the tag names,
+        whatever its percent (a rolled-back canary at 0 % stays reachable by its tag); a tag no
+        target carries any more stops routing (its host answers by path again: 404 with no
+        matching path). Only ready replicas: a tagged revision without one answers 503 (on a
+        cluster the activator would hold the request through a cold start)."""
+        by_name = {r.name: r for r in revisions}
+        tagged = {t["tag"]: t for t in traffic if t.get("tag") and t.get("url")}
+        for tag in _TAGS:
+            backend = tag_backend_name(namespace, name, tag)
+            host = urlparse(reconcile.tag_url(tag, reconcile.predictor_route(name), namespace,
+                                              self.config.namespace_domain)).hostname or ""
+            target = tagged.get(tag)
+            rev = by_name.get(target["revisionName"]) if target is not None else None
+            if rev is None:
+                self.router.route_host(host, None)
+                self.router.set_servers(backend, {})
+                continue
+            ready = rev.ready_replicas()
+            self.router.set_servers(backend, {r.name: (LOOPBACK, r.http_port, weight_for(100, len(ready)))
+                                              for r in ready})
+            self.router.route_host(host, backend)
 
     def _open_activator(self, rev: Revision) -> Activator:
         activator = Activator(rev.name, rev.ready_replicas,

@@ -8,6 +8,11 @@ seen re-renders the configuration from the recorded state and reloads the master
 (SIGUSR2). A reload closes the old worker's idle keep-alive connections, which a client may have
 just written a request on: under the concurrent chaos scenarios one service's deletion must not
 fail another's requests.
+
+Tagged routes (Knative's `<tag>-<route>.<namespace>.<domain>` hosts): a service may have a backend
+per tag beside its own, created with it (one reload), holding only the tagged revision's replicas;
+a second map file sends a request whose Host header names a tag's host to that backend before any
+path is looked at, and the admin socket edits it like the paths' map.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from harness.ports import LOOPBACK
 from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry, run_command
 
 __all__ = ["SERVED_BY_HEADER", "HAProxyRouter", "MissingBinary", "find_haproxy", "revision_of", "start_router",
-           "weight_for"]
+           "tag_backend_name", "weight_for"]
 
 #: Response header naming the replica (<revision>-r<i>) that answered.
 SERVED_BY_HEADER = "x-seamcheck-served-by"
@@ -59,6 +64,12 @@ def backend_name(namespace: str, isvc: str) -> str:
     return _NAME_OK.sub("_", f"isvc.{namespace}.{isvc}")
 
 
+def tag_backend_name(namespace: str, isvc: str, tag: str) -> str:
+    """A service's backend for one tag (service names are DNS-1035 labels, without dots, so this
+    never names another service's backend)."""
+    return f"{backend_name(namespace, isvc)}.{_NAME_OK.sub('_', tag)}"
+
+
 def route_prefix(model: str) -> str:
     """The path prefix (the V2 protocol's) that routes to a service's backend."""
     return f"/v2/models/{model}/"
@@ -80,8 +91,11 @@ class HAProxyRouter:
     config_path: Path
     state: Path
     ready_seconds: float
-    # backend -> (path prefix model name, server name -> server). The source of truth for reloads.
-    _backends: dict[str, tuple[str, dict[str, _Server]]] = field(default_factory=dict)
+    # backend -> (path prefix model name, or None for a tag's backend (routed by host only), server
+    # name -> server). The source of truth for reloads.
+    _backends: dict[str, tuple[str | None, dict[str, _Server]]] = field(default_factory=dict)
+    _tag_backends: dict[str, tuple[str, ...]] = field(default_factory=dict)  # service backend -> its tags' backends
+    _hosts: dict[str, str] = field(default_factory=dict)  # Host header (lower case, no port) -> backend
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _bind: str = ""
     _metrics_bind: str = ""
@@ -92,6 +106,10 @@ class HAProxyRouter:
     @property
     def routes_map(self) -> Path:
         return self.state / "routes.map"
+
+    @property
+    def hosts_map(self) -> Path:
+        return self.state / "hosts.map"
 
     # --- runtime API -------------------------------------------------------------------------
     def command(self, cmd: str, timeout: float = 5.0) -> str:
@@ -107,31 +125,73 @@ class HAProxyRouter:
                 chunks.append(data)
         return b"".join(chunks).decode(errors="replace").strip()
 
-    def ensure_backend(self, namespace: str, isvc: str) -> str:
+    def ensure_backend(self, namespace: str, isvc: str, *, tags: tuple[str, ...] = ()) -> str:
+        """The service's backend, routed by its path, and an unrouted backend per tag in ``tags``
+        (`route_host` routes a tag's host to it): all created at once, so a new service costs one
+        reload at most."""
         name = backend_name(namespace, isvc)
+        tagged = tuple(tag_backend_name(namespace, isvc, tag) for tag in tags)
         with self._lock:
-            if name in self._backends:
+            missing = [b for b in tagged if b not in self._backends]
+            if name in self._backends and not missing:
                 return name
-            self._backends[name] = (isvc, {})
-            if name in self._loaded:  # known to the process: route to it again, no reload
+            for backend in missing:
+                self._backends[backend] = (None, {})
+            self._tag_backends[name] = tuple(dict.fromkeys(self._tag_backends.get(name, ()) + tagged))
+            new = name not in self._backends
+            self._backends.setdefault(name, (isvc, {}))
+            if all(b in self._loaded for b in (name, *tagged)):  # known to the process: route again, no reload
                 self._write_routes()
-                self._expect_ok(self.command(f"add map {self.routes_map} {route_prefix(isvc)} {name}"))
+                if new:
+                    self._expect_ok(self.command(f"add map {self.routes_map} {route_prefix(isvc)} {name}"))
             else:
                 self._reload()
         return name
 
+    def route_host(self, host: str, backend: str | None, *, previous_backend: str | None = None) -> None:
+        """Send requests whose Host header is ``host`` to ``backend`` (a tag's), or stop (None): its
+        requests then go by path again. ``previous_backend``: unroute ``host`` only while it still
+        names that backend."""
+        host = host.lower()
+        with self._lock:
+            current = self._hosts.get(host)
+            if backend is None:
+                if current is None or (previous_backend is not None and current != previous_backend):
+                    return
+                del self._hosts[host]
+                self._write_hosts()
+                self._expect_ok(self.command(f"del map {self.hosts_map} {host}"))
+                return
+            if backend not in self._backends:
+                raise ComponentFailed(f"route_host: host={host} backend={backend} is not a backend of the router; "
+                                      "create it with ensure_backend(..., tags=...) first")
+            if current == backend:
+                return
+            self._hosts[host] = backend
+            self._write_hosts()
+            verb = "set" if current is not None else "add"
+            self._expect_ok(self.command(f"{verb} map {self.hosts_map} {host} {backend}"))
+
     def remove_backend(self, namespace: str, isvc: str) -> None:
-        """Unroute the service (its path answers 404 again) and drain its servers, without a reload."""
+        """Unroute the service (its path and its tags' hosts answer 404 again) and drain its
+        servers, without a reload."""
         name = backend_name(namespace, isvc)
         with self._lock:
             entry = self._backends.pop(name, None)
             if entry is None:
                 return
             model, servers = entry
+            tagged = self._tag_backends.pop(name, ())
+            for host in [h for h, b in self._hosts.items() if b in tagged]:
+                self.route_host(host, None)
             self._write_routes()
             self._expect_ok(self.command(f"del map {self.routes_map} {route_prefix(model)}"))
             for server in servers:
                 self._del_server(name, server)
+            for backend in tagged:
+                _none, tag_servers = self._backends.pop(backend, (None, {}))
+                for server in tag_servers:
+                    self._del_server(backend, server)
 
     def set_servers(self, backend: str, wanted: dict[str, tuple[str, int, int]]) -> None:
         """Make the backend's servers exactly `wanted` (name -> (address, port, weight))."""
@@ -201,14 +261,18 @@ class HAProxyRouter:
     def render(self) -> str:
         return render_config(self._bind, self._metrics_bind, self.admin_socket, self.routes_map,
                              {b: (m, {n: (s.address, s.port, s.weight) for n, s in srv.items()})
-                              for b, (m, srv) in self._backends.items()})
+                              for b, (m, srv) in self._backends.items()}, hosts_map=self.hosts_map)
 
     def _write_routes(self) -> None:
         """The map file as the running process will hold it (what a reload starts from)."""
-        write_routes(self.routes_map, {b: m for b, (m, _s) in self._backends.items()})
+        write_routes(self.routes_map, {b: m for b, (m, _s) in self._backends.items() if m is not None})
+
+    def _write_hosts(self) -> None:
+        write_hosts(self.hosts_map, self._hosts)
 
     def _reload(self) -> None:
         self._write_routes()
+        self._write_hosts()
         self.config_path.write_text(self.render())
         check = find_haproxy()
         result = run_command([check, "-c", "-f", str(self.config_path)], what="haproxy -c", timeout=30)
@@ -242,8 +306,14 @@ def write_routes(path: Path, models: dict[str, str]) -> None:
     path.write_text("".join(f"{route_prefix(m)} {b}\n" for b, m in sorted(models.items())))
 
 
+def write_hosts(path: Path, hosts: dict[str, str]) -> None:
+    """host -> backend, as HAProxy's map file: `<host> <backend>` per line."""
+    path.write_text("".join(f"{h} {b}\n" for h, b in sorted(hosts.items())))
+
+
 def render_config(bind: str, metrics_bind: str, admin_socket: Path, routes_map: Path,
-                  backends: dict[str, tuple[str, dict[str, tuple[str, int, int]]]]) -> str:
+                  backends: dict[str, tuple[str | None, dict[str, tuple[str, int, int]]]], *,
+                  hosts_map: Path | None = None) -> str:
     lines = [
         "global",
         f"  stats socket {admin_socket} mode 600 level admin expose-fd listeners",
@@ -274,6 +344,11 @@ def render_config(bind: str, metrics_bind: str, admin_socket: Path, routes_map: 
         # The emulation's activator names the replica it forwarded to itself: keep that.
         f"  http-response set-header {SERVED_BY_HEADER} %s unless {{ res.hdr({SERVED_BY_HEADER}) -m found }}",
     ]
+    if hosts_map is not None:
+        # A tagged route's host (Knative's <tag>-<route>.<namespace>.<domain>) names its backend
+        # before the path does; the Host header's port and case do not matter, as for Knative.
+        host = f"req.hdr(host),field(1,:),lower,map({hosts_map})"
+        lines.append(f"  use_backend %[{host}] if {{ {host} -m found }}")
     lines += [
         # The prefix the path begins with names the backend; none (a removed service too) -> 404.
         f"  use_backend %[path,map_beg({routes_map},no_route)]",
@@ -303,7 +378,8 @@ def start_router(registry: ProcessRegistry, state: Path, port: int, metrics_port
     bind, metrics_bind = f"{LOOPBACK}:{port}", f"{LOOPBACK}:{metrics_port}"
     routes = home / "routes.map"
     write_routes(routes, {})
-    config.write_text(render_config(bind, metrics_bind, admin, routes, {}))
+    write_hosts(home / "hosts.map", {})
+    config.write_text(render_config(bind, metrics_bind, admin, routes, {}, hosts_map=home / "hosts.map"))
     # -W: master-worker, so SIGUSR2 reloads without dropping the listening sockets; -db: foreground.
     proc = registry.start(ManagedProcess("haproxy", [binary, "-W", "-db", "-f", str(config)],
                                          state / "logs" / "haproxy.log"))

@@ -5,6 +5,8 @@ that upstream's own tests (tests/test_reconcile.py).
 
 - ``ksvc_traffic``: the Knative Service's spec traffic KServe writes (canary split or 100% latest);
 - ``resolve_traffic``: Knative's route status: ``latestRevision`` targets name the latest READY revision;
+- ``tag_url`` and ``with_tag_urls``: the URL Knative's route gives each tagged target (KServe tags
+  ``latest`` and ``prev``), which KServe copies into the component's status traffic;
 - ``propagate_rollout``: KServe's rolled-out bookkeeping (latest / previous rolled-out revision);
 - ``KsvcGenerations``: the Knative Service's generation, which KServe copies into the
   InferenceService's ``status.observedGeneration``;
@@ -22,9 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-__all__ = ["CLASS_ANNOTATION", "HPA", "KPA", "Condition", "KsvcGenerations", "RevisionView", "ScalePlan",
-           "autoscaler_class", "conditions", "ksvc_traffic", "min_scale", "per_revision", "propagate_rollout",
-           "resolve_traffic", "scale_plan"]
+__all__ = ["CLASS_ANNOTATION", "HPA", "KPA", "TAG_ROUTING_ANNOTATION", "Condition", "KsvcGenerations",
+           "RevisionView", "ScalePlan", "autoscaler_class", "conditions", "ksvc_traffic", "min_scale", "per_revision",
+           "predictor_route", "propagate_rollout", "resolve_traffic", "scale_plan", "tag_url", "with_tag_urls"]
+
+#: KServe v0.14.1 pkg/constants/constants.go EnableRoutingTagAnnotationKey.
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 
 Condition = tuple[str, str, str]  # (status, reason, message)
 _TRUE: Condition = ("True", "", "")
@@ -67,6 +72,29 @@ def resolve_traffic(spec: Iterable[Mapping[str, Any]], latest_ready: str | None)
         resolved.append({"latestRevision": bool(out.get("latestRevision")), "percent": int(out["percent"]),
                          "revisionName": out["revisionName"], **({"tag": out["tag"]} if out.get("tag") else {})})
     return resolved
+
+
+def predictor_route(isvc: str) -> str:
+    """The predictor's Knative Service (and so its route): KServe v0.14.1 PredictorServiceName
+    (pkg/constants/constants.go), ``<isvc>-predictor``, used by components/predictor.go unless a
+    pre-0.9 ``<isvc>-predictor-default`` service already exists (never, here)."""
+    return f"{isvc}-predictor"
+
+
+def tag_url(tag: str, route: str, namespace: str, domain: str, *, scheme: str = "http") -> str:
+    """A tagged traffic target's URL as Knative v1.15 (knative.dev/serving v0.42, KServe 0.14.1's
+    go.mod) computes it: ``computeURL`` (pkg/reconciler/route/traffic/traffic.go) names the host with
+    the tag template, then the domain template (pkg/reconciler/route/domains/domains.go); with
+    config-network's defaults, ``{{.Tag}}-{{.Name}}`` and ``{{.Name}}.{{.Namespace}}.{{.Domain}}``:
+    ``http://<tag>-<route>.<namespace>.<domain>``."""
+    return f"{scheme}://{tag}-{route}.{namespace}.{domain}"
+
+
+def with_tag_urls(traffic: Iterable[Mapping[str, Any]], route: str, namespace: str, domain: str
+                  ) -> list[dict[str, Any]]:
+    """The route status' traffic with ``url`` on each tagged target (``targetToStatus``: once per
+    tag, untagged targets get none); KServe's PropagateStatus copies the list as it is."""
+    return [{**t, "url": tag_url(t["tag"], route, namespace, domain)} if t.get("tag") else dict(t) for t in traffic]
 
 
 def per_revision(traffic: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import pandas as pd
 
-__all__ = ["FEATURES", "LABEL", "frame_digest", "holdout_rows", "make_dataset", "write_dataset"]
+__all__ = ["FEATURES", "LABEL", "frame_digest", "holdout_labels", "holdout_rows", "make_dataset", "write_dataset"]
 
 # Column order is part of the contract: the MLflow signature inferred in train_model records
 # these names in this order, and KServe v2 / MLServer requests are built from them.
@@ -41,6 +41,9 @@ LABEL = "label"
 # and asking for more hold-out rows does not change the training rows (or the reverse).
 _TRAIN_STREAM = 0
 _HOLDOUT_STREAM = 1
+# The hold-out rows' label noise: a stream of its own, so labelling them leaves their features (and
+# every earlier use of holdout_rows) exactly as they were.
+_HOLDOUT_LABEL_STREAM = 2
 # Scale of the logistic noise on the latent score (whose spread is about 1.6). Larger = harder.
 # At 0.2 a 50-tree depth-3 GBM reaches cv f1_weighted of about 0.88 (seeds 7 and 11), i.e.
 # comfortably over the 0.80 gate and far from 1.0; classes are balanced (about 50 % positive).
@@ -123,6 +126,15 @@ def holdout_rows(n: int = 20, seed: int = 7) -> pd.DataFrame:
     what a client would send to the served model."""
     rng = np.random.default_rng([seed, _HOLDOUT_STREAM])
     return _features(rng, n)
+
+
+def holdout_labels(n: int = 20, seed: int = 7) -> pd.Series:
+    """The true labels of ``holdout_rows(n, seed)``, row for row: the same hidden rule and noise
+    scale as the training labels, the noise from a stream of its own. What the canary's
+    correctness probes score each revision's answers against (int64, named LABEL)."""
+    frame = holdout_rows(n, seed)
+    noise = np.random.default_rng([seed, _HOLDOUT_LABEL_STREAM]).logistic(0.0, _NOISE, n)
+    return pd.Series((_latent_score(frame) + noise > 0).astype(np.int64), index=frame.index, name=LABEL)
 
 
 def frame_digest(frame: pd.DataFrame) -> str:

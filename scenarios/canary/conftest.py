@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.canary.plan import ScenarioPlan
+from harness.canary.probes import TAG_ROUTING
 from harness.canary.scenarios import (
     ScenarioRunner,
     conformance_table,
@@ -84,7 +85,10 @@ def canary_suite(request, stack, deployment, model_copies, judge_specs, run_sett
     try:
         storage_uri = storage_uri_of(deployment.isvc)
         for name in names:  # created together, so their replicas start side by side (one replica per
-            client.create_or_patch(service_from_template(deployment.isvc, name, storage_uri))  # revision)
+            manifest = service_from_template(deployment.isvc, name, storage_uri)  # revision)
+            # KServe tags the canary's target `latest` (the probes' route to it) only when asked
+            manifest["metadata"]["annotations"].update(TAG_ROUTING)
+            client.create_or_patch(manifest)
         for name in names:
             client.wait_ready(name, deadline_s=stack.config.isvc_deadline_s)
         runner = ScenarioRunner(stack, ScenarioPlan(tuple(plan), tuple(main), beside), make_copy=model_copies,

@@ -2,7 +2,9 @@
 
 Each scenario deploys a real canary revision (a registered MLflow model, faulty or not) at
 CANARY_PERCENT of the traffic, drives Locust through the router, and feeds the same Prometheus
-readings to every judge. The rollout follows the acting judge (the sequential one); every judge is
+readings to every judge, with the correctness probes' tally (the same labelled held-out rows sent
+to canary and stable through their tagged routes). The rollout follows the acting judge (the
+sequential one); every judge, the peers ported from Flagger, Argo Rollouts and Kayenta included, is
 graded on its own decision. After every rollback: 100% of traffic on stable, and a load window
 afterwards with zero 5xx. The judge-conformance table goes into the run's report.
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.canary.scenarios import CanaryScenario
+from harness.canary.scenarios import CONFIG, CanaryScenario
 from harness.faults.models import FaultSpec
 from harness.judges.base import Decision
 from harness.metrics.cadence import CADENCE
@@ -22,21 +24,29 @@ from harness.metrics.cadence import CADENCE
 pytestmark = [pytest.mark.canary, pytest.mark.stack]
 
 NOT_PROMOTE = {Decision.ROLLBACK, Decision.INCONCLUSIVE}
+#: Every judge graded on every scenario: the rollout follows the sequential one alone.
+JUDGES = ("seed", "sequential", "flagger", "argo", "kayenta")
+BLIND = ("the {judge} judge reads errors and latency only: a canary that answers every request with HTTP 200 and "
+         "a wrong label looks as healthy as the stable")
+LABEL_FLIPS = 0.10  # labels-flipped: the share of the canary's labels flipped
+SHIFT = 0.02  # probabilities-shifted: added to every probability (within the probes' tolerance)
 
 
 def _marks(scenario: CanaryScenario) -> list:
     return [pytest.mark.canary_scenario(scenario)] + ([pytest.mark.slow] if scenario.nightly else [])
 
 
-# Each scenario costs about a minute of judgement; CI (under 25 minutes on two cores) runs the
-# promotion, the error rollback and the dead canary (the seed's blind spot); the latency, traffic
-# and Prometheus scenarios run nightly and in every `pytest -m canary`. errors-10pct is judged in
-# seconds, so it goes last: the canary after it would not have finished deploying. Too little
-# traffic (1 req/s) is judged beside the others, on a service of its own.
+# Each scenario costs its deadline (75 s) of judgement: the seed, Argo and Kayenta decide only then.
+# CI (under 25 minutes on two cores) runs the promotion, the error rollback, the dead canary (the
+# seed's blind spot) and the flipped labels (every peer's); the latency, traffic, Prometheus and
+# probability scenarios run nightly and in every `pytest -m canary`. Too little traffic (1 req/s) is
+# judged beside the others, on a service of its own, without probes (they would add to its traffic).
+# probabilities-shifted goes last: its service then serves its probability baseline.
 SCENARIOS = [
     CanaryScenario("healthy", None, frozenset({Decision.PROMOTE})),
     CanaryScenario("tail-latency", FaultSpec.tail_latency(0.05, 1.0), frozenset({Decision.ROLLBACK}), nightly=True),
     CanaryScenario("too-little-traffic", None, frozenset({Decision.INCONCLUSIVE}), rps=1.0, nightly=True, beside=True,
+             probes=False,
              known_wrong={"seed": "the seed keeps insufficient-traffic checks in the denominator, so a canary "
                                   "nobody measured is rolled back instead of reported inconclusive"}),
     CanaryScenario("prometheus-stopped", None, frozenset(NOT_PROMOTE), during="stop-prometheus", nightly=True),
@@ -44,12 +54,19 @@ SCENARIOS = [
              known_wrong={"seed": "the seed reads a query with no data as 0 and pools revisions: a dead canary "
                                   "looks healthy"}),
     CanaryScenario("errors-10pct", FaultSpec.error(0.10), frozenset({Decision.ROLLBACK})),
+    CanaryScenario("labels-flipped", FaultSpec.wrong(LABEL_FLIPS), frozenset({Decision.ROLLBACK}),
+                   known_wrong={j: BLIND.format(judge=j) for j in JUDGES if j != "sequential"}),
+    # Its stable answers probabilities too (the baseline, rolled out first): the probes compare
+    # numbers within CONFIG.probe_tolerance, and a shift under it is the same model to a client.
+    CanaryScenario("probabilities-shifted", FaultSpec.proba(SHIFT), frozenset({Decision.PROMOTE}),
+                   baseline=FaultSpec.proba(), nightly=True),
 ]
+BY_NAME = {s.name: s for s in SCENARIOS}
 
 
 def _judge_cases():
     for scenario in SCENARIOS:
-        for judge in ("seed", "sequential"):
+        for judge in JUDGES:
             marks = _marks(scenario)
             if judge in scenario.known_wrong:
                 marks.append(pytest.mark.xfail(strict=True, reason=scenario.known_wrong[judge]))
@@ -70,7 +87,7 @@ def test_judge_decides_right(runner, scenario: CanaryScenario, judge: str, seam)
 
 
 @pytest.mark.parametrize("scenario", [pytest.param(s, id=s.name, marks=_marks(s))
-                                      for s in SCENARIOS if s.name != "healthy"])
+                                      for s in SCENARIOS if Decision.PROMOTE not in s.expect])
 def test_rollback_restores_stable(runner, scenario: CanaryScenario, seam) -> None:
     outcome = runner.run(scenario)
     with seam.check("rollback-settles", "after the rollback: 100% of traffic on stable and a load window with "
@@ -82,14 +99,50 @@ def test_rollback_restores_stable(runner, scenario: CanaryScenario, seam) -> Non
         assert outcome.post_window["failures_5xx"] == 0, outcome.post_window
 
 
-@pytest.mark.canary_scenario(SCENARIOS[0])
-def test_healthy_canary_is_promoted(runner, seam) -> None:
-    outcome = runner.run(SCENARIOS[0])
-    with seam.check("promotion", "the acting judge promotes a healthy canary: 100% on it", case="healthy") as ev:
-        ev.update(action=outcome.action, split_after=outcome.split_after, post_window=outcome.post_window)
+@pytest.mark.parametrize("scenario", [pytest.param(s, id=s.name, marks=_marks(s))
+                                      for s in SCENARIOS if s.expect == {Decision.PROMOTE}])
+def test_healthy_canary_is_promoted(runner, scenario: CanaryScenario, seam) -> None:
+    outcome = runner.run(scenario)
+    with seam.check("promotion", "the acting judge promotes a healthy canary: 100% on it", case=scenario.name) as ev:
+        ev.update(action=outcome.action, split_after=outcome.split_after, post_window=outcome.post_window,
+                  probes=outcome.probes)
         assert outcome.action == "promote"
         assert outcome.split_after == {outcome.canary: 100}
         assert outcome.post_window["failures_5xx"] == 0
+
+
+def _probes_found(scenario: CanaryScenario, tally: dict) -> None:
+    """What the probes must have measured of each probed scenario's canary, from its model alone."""
+    rows, differ = tally["rows"], tally["disagreements"]
+    if scenario.name == "labels-flipped":  # each label flipped with probability LABEL_FLIPS
+        assert tally["output"] == "label" and differ > 0, tally
+        assert tally["canary_correct"] < tally["stable_correct"], tally
+    elif scenario.name == "probabilities-shifted":  # every probability moved by SHIFT at most (clipped)
+        assert tally["output"] == "value" and differ == 0, tally
+        assert tally["max_abs_diff"] <= SHIFT + 1e-9 and tally["max_abs_diff"] >= SHIFT / 2, tally
+    else:  # a copy of the stable's model: the same answer on every row
+        assert tally["output"] == "label" and differ == 0, tally
+    assert rows >= 50, f"the probes compared only {rows} rows"
+
+
+@pytest.mark.parametrize("scenario", [pytest.param(s, id=s.name, marks=_marks(s)) for s in SCENARIOS
+                                      if s.probes and not s.during])  # a fault stops what the probes reach
+def test_probes_compare_canary_and_stable(runner, scenario: CanaryScenario, seam) -> None:
+    """The correctness probes reached each revision through its own tagged route (the local router
+    names the replica that answered) and found what the canary's model does to its answers."""
+    outcome = runner.run(scenario)
+    tally, cost = outcome.probes["tally"], outcome.probes["cost"]
+    with seam.check("correctness-probes", f"{CONFIG.probe_disagreement_ok:g}/{CONFIG.probe_disagreement_bad:g} "
+                    "disagreement SPRT fed by held-out rows sent to both revisions through their tagged routes",
+                    case=scenario.name) as ev:
+        ev.update(tally=tally, cost=cost, canary=outcome.canary, stable=outcome.stable)
+        assert cost["rounds"] > 0, cost
+        if scenario.fault is None or scenario.fault.kind != "error":  # an error canary fails probes at its rate
+            assert cost["failed"] <= CONFIG.probe_max_failed_share * cost["rounds"], cost
+        if runner.stack.name == "local":  # the served-by header: which revision each tag reached
+            assert set(cost["canary"]["served_by"]) == {outcome.canary}, cost
+            assert set(cost["stable"]["served_by"]) == {outcome.stable}, cost
+        _probes_found(scenario, tally)
 
 
 SCRAPE_INTERVAL_S = CADENCE.scrape_s  # every profile's Prometheus scrape interval
@@ -118,15 +171,18 @@ def test_dialect_queries_match_the_load(runner, scenario: CanaryScenario, seam) 
         ev.update(counts)
         for revision in (outcome.canary, outcome.stable):
             prom, locust = counts["revisions"][revision]["prometheus"], counts["revisions"][revision]["locust"]
-            slack = _slack(locust["peak_per_s"])
+            probes = counts["revisions"][revision]["probes"]  # the probes' requests: the same metrics count them
+            slack = _slack(locust["peak_per_s"] + 1)  # + the probes' one request a second
             assert prom["requests"] is not None and locust["requests"] > 0, (revision, prom, locust)
-            assert abs(prom["requests"] - locust["requests"]) <= slack, (revision, slack, prom, locust)
+            assert abs(prom["requests"] - locust["requests"] - probes["requests"]) <= slack, (
+                revision, slack, prom, locust, probes)
             # the 5xx series exists only after the first 5xx: no series is 0 here, as for the judges
-            assert abs((prom["errors"] or 0.0) - locust["errors"]) <= _slack(locust["errors_peak_per_s"]), (
-                revision, prom, locust)
+            assert abs((prom["errors"] or 0.0) - locust["errors"] - probes["errors"]) <= _slack(
+                locust["errors_peak_per_s"] + bool(probes["errors"])), (revision, prom, locust, probes)
             # the server's time is part of the client's: what it saw as slow, Locust saw as slow
             assert prom["slow"] is not None, (revision, prom)
-            assert prom["slow"] <= locust["slow"] + _slack(locust["slow_peak_per_s"]), (revision, prom, locust)
+            assert prom["slow"] <= locust["slow"] + probes["slow"] + _slack(
+                locust["slow_peak_per_s"] + bool(probes["slow"])), (revision, prom, locust, probes)
         if scenario.fault is not None and scenario.fault.kind == "error":  # the 5xx are the canary's alone
             canary, stable = (counts["revisions"][r] for r in (outcome.canary, outcome.stable))
             assert canary["locust"]["errors"] > 0 and (stable["prometheus"]["errors"] or 0.0) == 0, counts

@@ -22,7 +22,7 @@ import mlflow.pyfunc
 
 __all__ = ["FAULT_KINDS", "FaultyModel"]
 
-FAULT_KINDS = ("error", "latency", "tail_latency", "wrong", "slow_load")
+FAULT_KINDS = ("error", "latency", "tail_latency", "wrong", "slow_load", "proba")
 
 
 class InjectedFault(RuntimeError):
@@ -38,6 +38,8 @@ class FaultyModel(mlflow.pyfunc.PythonModel):
     tail_latency  sleep ``delay_s`` on a fraction ``q`` of requests only (p99 up, median not)
     wrong         flip each predicted label with probability ``p`` (1.0: every label)
     slow_load     sleep ``load_delay_s`` in load_context (the model becomes ready late)
+    proba         answer the positive class' probability (the base classifier's predict_proba)
+                  plus ``shift``, clipped to [0, 1] (shift 0: the base's own probabilities)
 
     Random draws come from the OS entropy pool (``random.SystemRandom``) on every request: no seed,
     so neither "every request fails" nor "none does" can come from a fixed seed, and every server
@@ -45,12 +47,12 @@ class FaultyModel(mlflow.pyfunc.PythonModel):
     """
 
     def __init__(self, kind: str, p: float = 0.0, q: float = 0.0, delay_s: float = 0.0,
-                 load_delay_s: float = 0.0) -> None:
+                 load_delay_s: float = 0.0, shift: float = 0.0) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; choose one of {', '.join(FAULT_KINDS)}")
         # Plain values only: this dict is all that is pickled besides the class reference.
         self.fault = {"kind": kind, "p": float(p), "q": float(q), "delay_s": float(delay_s),
-                      "load_delay_s": float(load_delay_s)}
+                      "load_delay_s": float(load_delay_s), "shift": float(shift)}
 
     # -------------------------------------------------------------------- loading
     def load_context(self, context) -> None:
@@ -61,16 +63,22 @@ class FaultyModel(mlflow.pyfunc.PythonModel):
         base_path = context.artifacts["base"]
         self._base = mlflow.pyfunc.load_model(base_path)
         self._classes = None
+        self._estimator = None
         try:  # a classifier's own label set, so a "wrong" label is still a valid label
             from mlflow import sklearn as mlflow_sklearn  # not `import mlflow.sklearn`: no local `mlflow`
 
             if "sklearn" in self._base.metadata.flavors:
                 est = mlflow_sklearn.load_model(base_path)
+                self._estimator = est
                 classes = getattr(est, "classes_", None)
                 if classes is not None and len(classes) >= 2:
                     self._classes = list(classes)
         except Exception:  # noqa: BLE001 - not a sklearn classifier: fall back below
             self._classes = None
+        if self.fault["kind"] == "proba" and not hasattr(self._estimator, "predict_proba"):
+            # Fail the load (the revision fails, with this in its log), not every request later.
+            raise RuntimeError(f"seamcheck fault proba: the base model at {base_path} is not a scikit-learn "
+                               "classifier with predict_proba")
         self.loaded_in_s = time.monotonic() - started
         self.loaded_pid = os.getpid()
 
@@ -83,10 +91,21 @@ class FaultyModel(mlflow.pyfunc.PythonModel):
             time.sleep(fault["delay_s"])
         if kind == "tail_latency" and fault["delay_s"] > 0 and self._random.random() < fault["q"]:
             time.sleep(fault["delay_s"])
+        if kind == "proba":
+            return self._probabilities(model_input, fault.get("shift", 0.0))
         predictions = self._base.predict(model_input)
         if kind == "wrong":
             predictions = self._flip(predictions, fault["p"])
         return predictions
+
+    def _probabilities(self, model_input, shift: float):
+        import numpy as np
+
+        est = self._estimator
+        names = getattr(est, "feature_names_in_", None)
+        frame = model_input[list(names)] if names is not None and hasattr(model_input, "columns") else model_input
+        positive = np.asarray(est.predict_proba(frame), dtype=np.float64)[:, -1]  # the last class: 1 of {0, 1}
+        return np.clip(positive + shift, 0.0, 1.0)
 
     def _flip(self, predictions, p: float):
         import numpy as np
