@@ -185,7 +185,12 @@ def test_a_canary_outcome_becomes_a_timeline_with_the_sequential_judges_path() -
     timeline = canary_timeline("errors-10pct", outcome)
     path = timeline["sequential"]["path"]
     assert [p["t_s"] for p in path] == [3.0 * (i + 1) for i in range(len(path))]
-    assert path[-1]["llr_rollback"] >= timeline["sequential"]["rollback_bound"] > path[0]["llr_rollback"]
+    # 2.5 % errors against a clean stable: the absolute test (above error_threshold) decides first,
+    # and its path is the one that reaches ln A at the decision, from below.
+    assert "above" in verdict.reasons[0], verdict.reasons
+    bound = timeline["sequential"]["rollback_bound"]
+    assert path[-1]["llr_absolute"] >= bound > path[-2]["llr_absolute"] > path[0]["llr_absolute"]
+    assert all(p["llr_rollback"] < bound for p in path)  # the relative test had not decided
     assert timeline["judges"]["sequential"] == {"decision": "rollback", "at_s": verdict.at_s, "right": True,
                                                 "known_wrong": "", "reasons": verdict.reasons[:2]}
     assert timeline["fault"] is None and timeline["split_percent"] == 50
