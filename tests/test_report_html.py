@@ -193,4 +193,6 @@ def test_a_canary_outcome_becomes_a_timeline_with_the_sequential_judges_path() -
     assert all(p["llr_rollback"] < bound for p in path)  # the relative test had not decided
     assert timeline["judges"]["sequential"] == {"decision": "rollback", "at_s": verdict.at_s, "right": True,
                                                 "known_wrong": "", "reasons": verdict.reasons[:2]}
-    assert timeline["fault"] is None and timeline["split_percent"] == 50
+    from harness.canary.scenarios import CANARY_PERCENT
+
+    assert timeline["fault"] is None and timeline["split_percent"] == CANARY_PERCENT == 80
