@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from kubernetes import client as k8s
 
 from harness.cluster.capacity import (
     NodeRoom,
@@ -78,7 +79,17 @@ def test_an_existing_clusters_room_is_allocatable_minus_what_its_pods_request(ku
     def node(name, cpu, memory, taints=None):
         return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"taints": taints or []},
                 "status": {"capacity": {"cpu": cpu, "memory": memory},
-                           "allocatable": {"cpu": cpu, "memory": memory}}}
+                           "allocatable": {"cpu": cpu, "memory": memory},
+                           "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
+
+    def ready(name, taints=None):
+        # kube-apiserver's TaintNodesByCondition admission gives every new Node the taint
+        # node.kubernetes.io/not-ready:NoSchedule, which the scheduler honours and the node lifecycle
+        # controller lifts once the kubelet reports Ready; no controller runs here, so the test lifts it.
+        core = k8s.CoreV1Api(kube.api)
+        added = [(t.key, t.effect) for t in core.read_node(name).spec.taints or []]
+        assert ("node.kubernetes.io/not-ready", "NoSchedule") in added, added
+        core.patch_node(name, [{"op": "replace", "path": "/spec/taints", "value": taints or []}])
 
     def pod(name, node_name, cpu, memory, phase="Running"):
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "team"},
@@ -88,8 +99,12 @@ def test_an_existing_clusters_room_is_allocatable_minus_what_its_pods_request(ku
                 "status": {"phase": phase}}
 
     kube.scratch.namespace("team")
+    gpu_taints = [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]
     kube.scratch.add(node("a", "3920m", "15Gi"))
-    kube.scratch.add(node("gpu", "8", "60Gi", taints=[{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]))
+    kube.scratch.add(node("gpu", "8", "60Gi", taints=gpu_taints))
+    assert cluster_rooms(kube.api) == []  # not Ready yet: the scheduler places nothing there either
+    ready("a")
+    ready("gpu", gpu_taints)
     kube.scratch.add(pod("busy", "a", "1500m", "3Gi"))
     kube.scratch.add(pod("done", "a", "2", "2Gi", phase="Succeeded"))  # finished pods hold nothing
     rooms = cluster_rooms(kube.api)

@@ -27,7 +27,7 @@ from harness.profiles.cloud import CloudProfile, preflight
 from harness.settings import StackConfig
 from tests.host_fixtures import Kube, KubeApi, kserve_crd, kube, kube_api  # noqa: F401 (fixtures)
 from tests.kube import get, put
-from tests.test_cluster_api import deployment
+from tests.test_cluster_api import deployment, pod
 
 
 @pytest.fixture(autouse=True)
@@ -202,8 +202,12 @@ def test_namespace_scoped_rights_are_refused_in_one_line_at_session_start(tmp_pa
 
 class FakeKfpHealth:
     """A FAKE KFP API server (no KFP runs here) answering /apis/v2beta1/healthz, on this machine's end
-    of the API server's link: a Service without a selector and its Endpoints point the API server's
-    real service proxy at it (kube-apiserver refuses to proxy to loopback)."""
+    of the API server's link (kube-apiserver refuses to proxy to loopback): a Service without a
+    selector, a Pod standing for KFP's api-server pod at that address, and Endpoints naming that Pod
+    point the API server's real service proxy at it. The proxy takes only an endpoint address whose
+    targetRef is a Pod of the Service's namespace listing that IP in its status.podIPs (isValidAddress,
+    pkg/registry/core/service/storage/storage.go, Kubernetes v1.30); a bare address answers 503 "no
+    endpoints available", which kfp_mode reads as undecided."""
 
     def __init__(self, kube: Kube, namespace: str, *, multi_user: bool) -> None:  # noqa: F811
         self.seen: list[tuple[str, str]] = []
@@ -226,11 +230,17 @@ class FakeKfpHealth:
         self.httpd = ThreadingHTTPServer((kube.server.host_ip, 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         port = self.httpd.server_address[1]
+        ip = kube.server.host_ip
         core = k8s.CoreV1Api(kube.api)
+        # the pod as its kubelet reports it (no kubelet here: the test writes its status)
+        put(kube.api, pod("ml-pipeline-fake", namespace, ip=ip))
         core.create_namespaced_service(namespace, {"metadata": {"name": "ml-pipeline"}, "spec": {
             "ports": [{"name": "http", "port": 8888, "targetPort": port}]}})
+        # as the endpoints controller writes them for a ready pod
         core.create_namespaced_endpoints(namespace, {"metadata": {"name": "ml-pipeline"}, "subsets": [
-            {"addresses": [{"ip": kube.server.host_ip}], "ports": [{"name": "http", "port": port}]}]})
+            {"addresses": [{"ip": ip, "targetRef": {"kind": "Pod", "namespace": namespace,
+                                                    "name": "ml-pipeline-fake"}}],
+             "ports": [{"name": "http", "port": port}]}]})
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -58,7 +58,10 @@ def _installed_cluster(kube: Kube) -> None:  # noqa: F811
             put(kube.api, deployment(name, ns))
     for crd in ("services", "configurations", "revisions", "routes"):
         _crd(kube, f"{crd}.serving.knative.dev")
-    _crd(kube, "applications.app.k8s.io")
+    # as KFP 2.3.0's manifests carry it (third-party/application/cluster-scoped/application-crd.yaml):
+    # kube-apiserver refuses a CRD in a *.k8s.io group without the approval annotation
+    _crd(kube, "applications.app.k8s.io",
+         annotations={"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/application/pull/2"})
     put(kube.api, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "minio-buckets",
                                                                          "namespace": "seamcheck-system"},
                    "spec": {"template": {"spec": {"restartPolicy": "Never",
@@ -71,11 +74,11 @@ def _installed_cluster(kube: Kube) -> None:  # noqa: F811
                    "data": {"ingress": json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway"})}})
 
 
-def _crd(kube: Kube, name: str) -> None:  # noqa: F811
+def _crd(kube: Kube, name: str, annotations: dict[str, str] | None = None) -> None:  # noqa: F811
     """A CRD of that name (the API server establishes it itself)."""
     plural, group = name.split(".", 1)
     kube.scratch.add({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                      "metadata": {"name": name},
+                      "metadata": {"name": name, "annotations": annotations or {}},
                       "spec": {"group": group, "names": {"plural": plural, "kind": plural.title().rstrip("s")},
                                "scope": "Namespaced",
                                "versions": [{"name": "v1", "served": True, "storage": True, "schema": {

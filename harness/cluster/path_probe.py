@@ -69,7 +69,8 @@ def pod_path_probe(api: k8s.ApiClient, image: str, *, deadline_s: float = 180.0,
                 raise WaitTimeout(f"gave up after {deadline_s:.0f}s waiting for the path probe pod {namespace}/{name} "
                                   f"to finish (phase {phase or 'none yet'}; image {image})")
             try:
-                log = core.read_namespaced_pod_log(name, namespace, container="probe")
+                # the client gives None, not "", where no log came back (an API-only server has no kubelet)
+                log = core.read_namespaced_pod_log(name, namespace, container="probe") or ""
             except ApiException:
                 log = ""
             say(f"path probe {namespace}/{name}: {phase}: {log.strip().splitlines()[-1] if log.strip() else ''}")
