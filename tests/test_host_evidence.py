@@ -155,7 +155,9 @@ def test_pod_kill_and_scale_faults_act_on_a_real_deployment_and_its_controllers_
     replaced = _wait("the ReplicaSet's 2 replacements Running", lambda: (r := running()) and not set(r) & set(first) and r)
     assert host.fault_scale(ns, "web", 0) == 2
     _wait("web scaled to no pod", lambda: not _pods(core, ns, "app=web"))
-    assert apps.read_namespaced_deployment_scale("web", ns).spec.replicas == 0
+    # Scale's spec.replicas is omitempty: zero comes back as no field (None in the client).
+    assert (apps.read_namespaced_deployment_scale("web", ns).spec.replicas or 0) == 0
+    assert apps.read_namespaced_deployment("web", ns).spec.replicas == 0
     assert host.faults.restore_scale(ns, "web") is True
     back = _wait("web back to 2 Running pods", running)
     print(json.dumps({"first": first, "deleted": deleted, "replaced": replaced, "after_restore": back}))

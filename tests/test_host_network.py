@@ -88,8 +88,11 @@ def test_a_probe_to_an_address_outside_the_cluster_fails_at_once(host, probes) -
                 probe = tcp_probe(prefix, target, 443, timeout_s=3)
                 results[f"{where} -> {target}"] = probe.describe()
                 assert not probe.connected, probe.describe()
-                # "At once": the node answers "unreachable" (no route), nothing waits for a reply.
-                assert probe.errno in UNREACHABLE and probe.seconds < 1.0, f"{where}: {probe.describe()}"
+                # "At once": an answer (no route: ENETUNREACH, or an ICMP unreachable: EHOSTUNREACH),
+                # not a timeout. Its delay is no evidence: the kernel rate-limits ICMP unreachables
+                # (net.ipv4.icmp_ratelimit, 1000 ms), so a repeated probe's answer may come only for
+                # the SYN's first retransmission, 1 s later.
+                assert probe.errno in UNREACHABLE, f"{where}: {probe.describe()}"
     print(json.dumps(results, indent=1))
 
 
@@ -103,8 +106,8 @@ def test_a_service_address_nothing_answers_goes_nowhere(host, probes) -> None:  
 
 def test_the_machine_routes_and_filters_nothing_for_the_cluster(host) -> None:  # noqa: F811
     routes = _routes([])
-    ours = [r for r in routes if any(ipaddress.ip_network(r["dst"]).subnet_of(c) for c in CLUSTER_CIDRS[1:])
-            if r["dst"] != "default"]
+    ours = [r for r in routes if r["dst"] != "default"  # "default" first: it is no network ip_network reads
+            and any(ipaddress.ip_network(r["dst"]).subnet_of(c) for c in CLUSTER_CIDRS[1:])]
     assert ours == [], f"the host routes pods or services: {ours}"
     links = [r["dst"] for r in routes if r["dst"] != "default"
              and ipaddress.ip_network(r["dst"]).subnet_of(CLUSTER_CIDRS[0])]
