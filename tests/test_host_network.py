@@ -89,9 +89,9 @@ def test_a_probe_to_an_address_outside_the_cluster_fails_at_once(host, probes) -
                 results[f"{where} -> {target}"] = probe.describe()
                 assert not probe.connected, probe.describe()
                 # "At once": an answer (no route: ENETUNREACH, or an ICMP unreachable: EHOSTUNREACH),
-                # not a timeout. Its delay is no evidence: the kernel rate-limits ICMP unreachables
-                # (net.ipv4.icmp_ratelimit, 1000 ms), so a repeated probe's answer may come only for
-                # the SYN's first retransmission, 1 s later.
+                # not a timeout. Its delay is not asserted: once, on a loaded machine, a pod's first
+                # SYN went unanswered and the answer came for its retransmission (1.01 s); how long
+                # says nothing about where a packet went, the errno does.
                 assert probe.errno in UNREACHABLE, f"{where}: {probe.describe()}"
     print(json.dumps(results, indent=1))
 
