@@ -101,3 +101,17 @@ def test_a_kept_cluster_that_no_longer_answers_is_removed_instead_of_reused(tmp_
     assert not path.exists() and not cluster.work.exists()
     path.write_text("{ half written")
     assert reuse_kept(path) is None and not path.exists()
+
+
+def test_too_few_inotify_instances_is_refused_naming_the_sysctl(tmp_path) -> None:
+    from harness.host.preflight import inotify_problem
+
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    problem = inotify_problem(str(limit))
+    assert problem == ("--profile host: fs.inotify.max_user_instances is 128, the cluster's kubelets and containerd "
+                       "need about 512; raise it with `sysctl -w fs.inotify.max_user_instances=512` (as kind asks of "
+                       "its hosts)")
+    limit.write_text("512\n")
+    assert inotify_problem(str(limit)) is None
+    assert inotify_problem(str(tmp_path / "absent")) is None

@@ -123,7 +123,8 @@ INNER = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize("outcome", ["pass", "fail"])
+# CI runs a pass, a SIGTERM and a SIGKILL (each a cluster up and down, ~25 s); the rest nightly.
+@pytest.mark.parametrize("outcome", ["pass", pytest.param("fail", marks=pytest.mark.slow)])
 def test_a_session_that_ends_leaves_nothing(machine, tmp_path: Path, outcome: str) -> None:
     write_test(tmp_path, INNER)
     before = Snapshot.take()
@@ -134,7 +135,8 @@ def test_a_session_that_ends_leaves_nothing(machine, tmp_path: Path, outcome: st
     assert not (tmp_path / "ledgers" / "host-cluster.kept.json").exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, id="SIGINT", marks=pytest.mark.slow),
+                                 pytest.param(signal.SIGTERM, id="SIGTERM")])
 def test_an_interrupted_session_leaves_nothing(machine, tmp_path: Path, sig: int) -> None:
     write_test(tmp_path, INNER)
     ready = tmp_path / "ready.json"
@@ -181,6 +183,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=REPO_ROOT, env=inner_env(), capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_keep_cluster_keeps_it_the_next_session_reuses_it_and_down_removes_it(machine, tmp_path: Path) -> None:
     write_test(tmp_path, INNER)
     before = Snapshot.take()

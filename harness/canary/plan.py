@@ -40,6 +40,10 @@ class CanaryScenario:
     during: During = During.NOTHING
     # judge -> why that judge is known to get this scenario wrong (strict xfail)
     known_wrong: dict[str, str] = field(default_factory=dict)
+    # judge -> why that judge gets this scenario wrong in some runs and not others: what it decides
+    # follows the run's conditions (the load on one replica, how many windows a dead canary
+    # leaves), not the model. Graded and reported like the others; a non-strict xfail.
+    sometimes_wrong: dict[str, str] = field(default_factory=dict)
     nightly: bool = False  # marked slow: `pytest -m canary` runs it, CI (not slow) does not
     beside: bool = False  # judged on a service of its own, beside the main scenarios (light load only)
     # The stable this canary is compared with: a FaultSpec rolled out in full on the service ahead of
@@ -48,6 +52,10 @@ class CanaryScenario:
     # Correctness probes during the judgement (held-out rows to both revisions through their tagged
     # routes). Off where the scenario is about the traffic the judges see: the probes add to it.
     probes: bool = True
+
+    def wrong_reason(self, judge: str) -> str:
+        """Why ``judge`` may decide this scenario wrongly ('' if it should not)."""
+        return self.known_wrong.get(judge) or self.sometimes_wrong.get(judge, "")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "during", During(self.during))

@@ -37,29 +37,42 @@ def _marks(scenario: CanaryScenario) -> list:
 
 
 # Each scenario costs its deadline (75 s) of judgement: the seed, Argo and Kayenta decide only then.
-# CI (under 25 minutes on two cores) runs the promotion, the error rollback, the dead canary (the
-# seed's blind spot) and the flipped labels (every peer's); the latency, traffic, Prometheus and
-# probability scenarios run nightly and in every `pytest -m canary`. Too little traffic (1 req/s) is
-# judged beside the others, on a service of its own, without probes (they would add to its traffic).
+# CI (two cores) runs the promotion and the flipped labels (every peer's blind spot, the probes'
+# rollback); the error, dead-canary, latency, traffic, Prometheus and probability scenarios run
+# nightly and in every `pytest -m canary`. Too little traffic (1 req/s) is judged beside the
+# others, on a service of its own, without probes (they would add to its traffic).
 # probabilities-shifted goes last: its service then serves its probability baseline.
+#
+# Kayenta compares the canary's latency distribution with the stable's. At an 80 % split each
+# revision has one replica, so the canary's serves four times the stable's load: live, on two cores,
+# its latency is higher (healthy, 2026-12-02 CI: mean ratio 2.46, Mann-Whitney p 1e-7, "High",
+# score 50 -> rollback), whatever the model. A dead canary leaves Kayenta the few windows it served
+# before it died (3 there: score 100 -> promote).
+HOT_REPLICA = ("kayenta compares latency distributions, and at an 80 % split the canary's one replica carries 4x "
+               "the stable's load: how much slower it is, and so Kayenta's score, follows the machine's load")
 SCENARIOS = [
-    CanaryScenario("healthy", None, frozenset({Decision.PROMOTE})),
+    CanaryScenario("healthy", None, frozenset({Decision.PROMOTE}), sometimes_wrong={"kayenta": HOT_REPLICA}),
     CanaryScenario("tail-latency", FaultSpec.tail_latency(0.05, 1.0), frozenset({Decision.ROLLBACK}), nightly=True),
     CanaryScenario("too-little-traffic", None, frozenset({Decision.INCONCLUSIVE}), rps=1.0, nightly=True, beside=True,
              probes=False,
              known_wrong={"seed": "the seed keeps insufficient-traffic checks in the denominator, so a canary "
                                   "nobody measured is rolled back instead of reported inconclusive"}),
     CanaryScenario("prometheus-stopped", None, frozenset(NOT_PROMOTE), during="stop-prometheus", nightly=True),
-    CanaryScenario("canary-killed", None, frozenset({Decision.ROLLBACK}), during="kill-canary",
+    CanaryScenario("canary-killed", None, frozenset({Decision.ROLLBACK}), during="kill-canary", nightly=True,
              known_wrong={"seed": "the seed reads a query with no data as 0 and pools revisions: a dead canary "
-                                  "looks healthy"}),
-    CanaryScenario("errors-10pct", FaultSpec.error(0.10), frozenset({Decision.ROLLBACK})),
+                                  "looks healthy"},
+             sometimes_wrong={"kayenta": "kayenta judges the windows the canary served before it died (3 of them "
+                                         "in the 2026-12-02 CI run, score 100): its dead windows are no data, not "
+                                         "errors"}),
+    CanaryScenario("errors-10pct", FaultSpec.error(0.10), frozenset({Decision.ROLLBACK}), nightly=True),
     CanaryScenario("labels-flipped", FaultSpec.wrong(LABEL_FLIPS), frozenset({Decision.ROLLBACK}),
-                   known_wrong={j: BLIND.format(judge=j) for j in JUDGES if j != "sequential"}),
+                   known_wrong={j: BLIND.format(judge=j) for j in JUDGES if j not in ("sequential", "kayenta")},
+                   sometimes_wrong={"kayenta": BLIND.format(judge="kayenta") + "; it may still roll back, for the "
+                                               "wrong reason: " + HOT_REPLICA}),
     # Its stable answers probabilities too (the baseline, rolled out first): the probes compare
     # numbers within CONFIG.probe_tolerance, and a shift under it is the same model to a client.
     CanaryScenario("probabilities-shifted", FaultSpec.proba(SHIFT), frozenset({Decision.PROMOTE}),
-                   baseline=FaultSpec.proba(), nightly=True),
+                   baseline=FaultSpec.proba(), nightly=True, sometimes_wrong={"kayenta": HOT_REPLICA}),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -70,6 +83,8 @@ def _judge_cases():
             marks = _marks(scenario)
             if judge in scenario.known_wrong:
                 marks.append(pytest.mark.xfail(strict=True, reason=scenario.known_wrong[judge]))
+            elif judge in scenario.sometimes_wrong:
+                marks.append(pytest.mark.xfail(strict=False, reason=scenario.sometimes_wrong[judge]))
             yield pytest.param(scenario, judge, id=f"{scenario.name}-{judge}", marks=marks)
 
 
@@ -79,7 +94,7 @@ def test_judge_decides_right(runner, scenario: CanaryScenario, judge: str, seam)
     verdict = outcome.verdicts[judge]
     with seam.check("judge-decides", case=f"{scenario.name}-{judge}", description=
                     f"the {judge} judge decides {'/'.join(sorted(d.value for d in scenario.expect))}",
-                    known_wrong=scenario.known_wrong.get(judge, "")) as ev:
+                    known_wrong=scenario.wrong_reason(judge)) as ev:
         ev.update(decision=verdict.decision.value, seconds_to_decision=outcome.decided_at[judge],
                   reasons=verdict.reasons[:3], canary=outcome.canary, stable=outcome.stable,
                   load=outcome.load_totals, readings_tail=outcome.readings[-3:])
