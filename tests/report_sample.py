@@ -46,7 +46,14 @@ def canary_sample(name: str = "errors-10pct", *, decide_at: float = 12.0) -> dic
                                       "reasons": ["canary error rate worse than 2 x max(stable, 0.005)"]}},
             "sequential": {"path": path, "rollback_bound": math.log(0.9 / 0.05), "promote_bound": math.log(0.1 / 0.95)},
             "fault": {"what": "model fault error (from the start)", "at_s": 0.0}, "phases_s": {"judgement": 12.1},
-            "load_totals": {"requests": 3000}}
+            "load_totals": {"requests": 3000}, "judged_from": T0 + 100.0,
+            # the dashboard's alerts for the service, seconds after the judgement's start (the errors
+            # scenario's canary-vs-stable alert; nothing for the healthy one)
+            "alerts": [] if name == "healthy" else [
+                {"alertname": "SeamcheckCanaryErrorAboveStable", "state": "pending", "from": 3.1, "to": 4.1,
+                 "labels": {"dialect": "mlserver", "isvc": "rc-canary", "revision": "rc-canary-predictor-00002"}},
+                {"alertname": "SeamcheckCanaryErrorAboveStable", "state": "firing", "from": 5.1, "to": None,
+                 "labels": {"dialect": "mlserver", "isvc": "rc-canary", "revision": "rc-canary-predictor-00002"}}]}
 
 
 def chaos_sample(folder: Path, key: str = "rollback-to-scaled-to-zero-seed") -> dict[str, Any]:

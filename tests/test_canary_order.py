@@ -17,3 +17,11 @@ def test_every_judgement_test_names_its_scenario() -> None:
     marked = set(collected_ids("-m", "canary_scenario", "scenarios/canary/test_judgement.py"))
     every = set(collected_ids("scenarios/canary/test_judgement.py"))
     assert marked == every and every, every - marked
+
+
+def test_the_dashboard_alert_tests_come_last() -> None:
+    """They read the outcomes of scenarios the judgement tests play: last in the module, they never
+    change the order the session plays (and deploys ahead) its scenarios in."""
+    ids = collected_ids("-m", "canary", "scenarios/canary/test_judgement.py")
+    alerts = [i for i, test in enumerate(ids) if "alert" in test.split("::")[-1]]
+    assert len(alerts) == 3 and alerts == list(range(len(ids) - 3, len(ids))), [ids[i] for i in alerts]

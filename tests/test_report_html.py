@@ -51,6 +51,19 @@ def test_tables_are_coloured_and_timelines_marked(tmp_path: Path) -> None:
     assert "ln A (roll back)" in html and "kill-one-replica" in html  # the SPRT's bound; the fault's marker
 
 
+def test_canary_timelines_list_the_alerts_active_meanwhile(tmp_path: Path) -> None:
+    """As the chaos timelines do: a strip on the plot and a table under it; the healthy scenario
+    says none was active."""
+    html = render_index(summary_sample(tmp_path), tmp_path)
+    errors = html[html.index('id="canary-errors-10pct"'):html.index('id="canary-healthy"')]
+    healthy = html[html.index('id="canary-healthy"'):html.index('id="suite-chaos"')]
+    assert errors.count('class="alert-firing"') == 1 and errors.count('class="alert-pending"') == 1, errors[-3000:]
+    assert "SeamcheckCanaryErrorAboveStable" in errors and "revision=rc-canary-predictor-00002" in errors
+    assert "alert SeamcheckCanaryErrorAboveStable (firing)" in errors  # the strip's legend, in the plot
+    assert "No dashboard alert for <code>rc-canary</code> was active" in healthy
+    assert "alert-firing" not in healthy
+
+
 def test_chaos_timeline_reads_the_journal_and_the_event_log(tmp_path: Path) -> None:
     timeline = summary_sample(tmp_path)["timelines"][-1]
     assert timeline["kind"] == "chaos" and timeline["seconds"] == 50.0
@@ -196,3 +209,35 @@ def test_a_canary_outcome_becomes_a_timeline_with_the_sequential_judges_path() -
     from harness.canary.scenarios import CANARY_PERCENT
 
     assert timeline["fault"] is None and timeline["split_percent"] == CANARY_PERCENT == 80
+    assert timeline["alerts"] == [] and timeline["judged_from"] is None  # no judgement on the epoch clock
+
+
+def test_a_canary_timeline_lists_its_services_alerts_on_the_readings_clock() -> None:
+    """The alert log's intervals for the scenario's service that overlap its judgement (or the
+    rules' lag after it), in seconds after the judgement's start; another service's alerts and
+    those outside the window are left to their own timelines."""
+    from harness.canary.alerts import ALERT_LAG_S
+    from harness.canary.scenarios import CanaryScenario, ScenarioOutcome
+    from harness.fixtures.timelines import canary_timeline
+    from harness.judges.base import Decision
+
+    t0 = 1_796_000_000.0
+    outcome = ScenarioOutcome(scenario=CanaryScenario("errors-10pct", None, frozenset({Decision.ROLLBACK})),
+                              service="rc", canary="rc-2", stable="rc-1", verdicts={}, decided_at={},
+                              action="rollback", split_after={"rc-1": 100}, post_window={}, load_totals={},
+                              readings=[], judged_from=t0, judged_to=t0 + 75.0, canary_traffic_from=t0 - 2.0)
+
+    def alert(name: str, isvc: str, start: float, end: float | None, state: str = "firing") -> dict:
+        return {"alertname": name, "state": state, "labels": {"isvc": isvc, "alertname": name}, "from": start,
+                "to": end, "active_at": "", "value": "1"}
+
+    log = [alert("SeamcheckServingErrorRate", "rc", t0 - 60, t0 - 40),  # an earlier scenario's: left out
+           alert("SeamcheckCanaryErrorAboveStable", "rc", t0 + 6.04, t0 + 80.0),
+           alert("SeamcheckCanaryErrorAboveStable", "rc", t0 + 3.0, t0 + 5.0, "pending"),
+           alert("SeamcheckServingErrorRate", "rc-beside", t0 + 10, None),  # another service's
+           alert("SeamcheckServingLatencyP99", "rc", t0 + 75 + ALERT_LAG_S - 1, None)]  # in the lag: kept
+    listed = canary_timeline("errors-10pct", outcome, alerts=log)["alerts"]
+    assert [(a["alertname"], a["state"], a["from"], a["to"]) for a in listed] == [
+        ("SeamcheckCanaryErrorAboveStable", "pending", 3.0, 5.0),
+        ("SeamcheckCanaryErrorAboveStable", "firing", 6.0, 80.0),
+        ("SeamcheckServingLatencyP99", "firing", 75 + ALERT_LAG_S - 1, None)]

@@ -108,6 +108,7 @@ class Judgement:
     records: dict[str, JudgementRecord]
     readings: list[Reading] = field(default_factory=list)
     seconds: float = 0.0
+    started_at: float = 0.0  # epoch seconds of the start the readings' t_s count from
 
     def decision(self, judge: str) -> Decision:
         verdict = self.records[judge].verdict
@@ -134,6 +135,7 @@ def observe_and_judge(judges: Mapping[str, Judge], *, prometheus_url: str, diale
     records = {name: JudgementRecord(name) for name in judges}
     result = Judgement(records)
     started = time.monotonic()
+    result.started_at = time.time()
     windows = RouterWindows(router_counts) if router_counts is not None else None
     roles = {"canary": canary.revision, "stable": stable.revision}
     if settle_s:

@@ -130,6 +130,12 @@ class ScenarioOutcome:
     # the dialect's queries over the whole load beside Locust's own counts, per revision: counted in
     # the background (they wait for Prometheus' last scrapes), off the next scenario's path
     counting: Future | None = None
+    # The judgement on the epoch clock (the readings' t_s count from judged_from), and the first
+    # request the canary answered (the router's served-by header; None where no router names it):
+    # what the dashboard's alerts are compared with (scenarios/canary/test_dashboard_alerts.py).
+    judged_from: float | None = None
+    judged_to: float | None = None
+    canary_traffic_from: float | None = None
 
     @property
     def metric_counts(self) -> dict[str, Any]:
@@ -144,8 +150,11 @@ class ScenarioRunner:
 
     def __init__(self, stack: Profile, plan: ScenarioPlan, *, make_copy: Callable[[str], str], train_version: str,
                  judges: Mapping[str, Callable[[], Judge]], workdir: Path,
-                 refused: Mapping[str, str] | None = None) -> None:
+                 refused: Mapping[str, str] | None = None, alert_log: Any = None) -> None:
         self.stack, self.plan, self.make_copy = stack, plan, make_copy
+        # The session's AlertLog (harness/metrics/alertlog.py), polling since before the first
+        # judgement: the report's canary timelines list the alerts active meanwhile. None: none.
+        self.alert_log = alert_log
         self.refused = dict(refused or {})  # scenario name -> why its fault is refused (it is skipped)
         self.train_version, self.judges, self.workdir = train_version, judges, workdir
         self.outcomes: dict[str, ScenarioOutcome] = {}
@@ -345,6 +354,8 @@ class ScenarioRunner:
         counting = self._count_pool.submit(self._metric_counts, service, (state.canary, state.stable), result,
                                            probe_counts)
         post = result.since(settled)
+        canary_first = min((e.t for e in result.events if e.served_by and revision_of(e.served_by) == state.canary),
+                           default=None)
         outcome = ScenarioOutcome(
             scenario=scenario, service=service, canary=state.canary, stable=state.stable,
             verdicts={n: r.verdict for n, r in judgement.records.items() if r.verdict is not None},
@@ -357,7 +368,8 @@ class ScenarioRunner:
             readings=[{"t_s": round(r.t_s, 1), "source_ok": r.source_ok, "canary": r.canary.to_dict(),
                        "stable": r.stable.to_dict(), **({"routed": r.to_dict()["routed"]} if r.routed else {})}
                       for r in judgement.readings],
-            phases_s=phases, counting=counting,
+            phases_s=phases, counting=counting, judged_from=judgement.started_at,
+            judged_to=judgement.started_at + judgement.seconds, canary_traffic_from=canary_first,
             probes={"tally": prober.tally().to_dict(), "cost": prober.cost()} if prober is not None else {})
         self.outcomes[scenario.name] = outcome
         return outcome

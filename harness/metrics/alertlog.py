@@ -9,6 +9,7 @@ that answers without it.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Mapping
@@ -54,6 +55,8 @@ class AlertLog:
     polls: int = 0
     failed_polls: int = 0
     last_error: str = ""
+    #: (epoch, answered) per poll: how well the log watched a window (polls_between)
+    poll_times: list[tuple[float, bool]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self._open: dict[tuple[str, tuple[tuple[str, str], ...]], AlertInterval] = {}
@@ -73,10 +76,12 @@ class AlertLog:
                 self.polls += 1
                 self.failed_polls += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self.poll_times.append((now, False))
             return
         seen = {_key(a): a for a in alerts}
         with self._lock:
             self.polls += 1
+            self.poll_times.append((now, True))
             for key, interval in list(self._open.items()):
                 if key not in seen:
                     interval.end = interval.last_seen
@@ -133,3 +138,15 @@ class AlertLog:
     def health(self) -> dict[str, Any]:
         with self._lock:
             return {"polls": self.polls, "failed_polls": self.failed_polls, "last_error": self.last_error}
+
+    def polls_between(self, start: float, end: float) -> dict[str, Any]:
+        """How the log watched [start, end] (epoch): its polls there, those that failed, and the
+        longest stretch without an answered poll (from start to the first, between two, from the
+        last to end): a quiet window is evidence only where the log was answered throughout."""
+        with self._lock:
+            inside = [(t, ok) for t, ok in self.poll_times if start <= t <= end]
+        answered = [t for t, ok in inside if ok]
+        edges = [start, *answered, end]
+        gap = max((b - a for a, b in itertools.pairwise(edges)), default=end - start)
+        return {"polls": len(inside), "failed": len(inside) - len(answered), "longest_gap_s": round(gap, 1),
+                "seconds": round(end - start, 1)}

@@ -61,6 +61,7 @@ def canary_figure(timeline: Mapping[str, Any]) -> str:
         ax_req.bar(t, [_window(r, role, "window_errors") for r in readings], width=0.8,
                    color=COLOURS[role], alpha=0.5, hatch="//" if role == "canary" else None, label=f"{role} 5xx")
     ax_req.set_ylabel("per window")
+    _alert_strip(ax_req, timeline.get("alerts") or [], end=max(t, default=0.0), make_room=True)
     shares = []
     for r in readings:
         c, s = _window(r, "canary", "window_requests"), _window(r, "stable", "window_requests")
@@ -104,6 +105,25 @@ def canary_figure(timeline: Mapping[str, Any]) -> str:
     return _svg(fig, f"canary-{timeline.get('name')}")
 
 
+def _alert_strip(ax: Any, alerts: list[Mapping[str, Any]], *, end: float, make_room: bool) -> None:
+    """Active alerts as a strip along the top of ``ax`` (pending pale, firing strong); an alert
+    still active when the timeline was taken runs to ``end``. ``make_room``: raise the axis' top
+    so the strip sits above the data (where there is any alert)."""
+    if not alerts:
+        return
+    if make_room:
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, bottom + (top - bottom) * 1.3)
+    labelled: set[str] = set()
+    for alert in alerts:
+        until = alert["to"] if alert.get("to") is not None else end
+        state = alert.get("state", "firing")
+        label = f"alert {alert['alertname']} ({state})"
+        ax.axvspan(alert["from"], until, ymin=0.86, ymax=0.97, color="#e6550d" if state == "firing" else "#fdae6b",
+                   zorder=3, label=label if label not in labelled else None)
+        labelled.add(label)
+
+
 def chaos_figure(timeline: Mapping[str, Any]) -> str:
     """Locust's requests per second by outcome, stacked, for every load of the experiment, with
     its activities as vertical lines (fault, lift, rollout, rollback) and active alerts shaded."""
@@ -124,15 +144,7 @@ def chaos_figure(timeline: Mapping[str, Any]) -> str:
             bottom = [b + h for b, h in zip(bottom, heights)]
     top = max(bottom, default=1.0) or 1.0
     ax.set_ylim(0, top * 1.3)  # room above the bars for the alerts' strip
-    labelled: set[str] = set()
-    for alert in timeline.get("alerts") or []:
-        end = alert["to"] if alert.get("to") is not None else timeline.get("seconds", 0)
-        state = alert.get("state", "firing")
-        label = f"alert {alert['alertname']} ({state})"
-        # A strip along the top, over the bars: pending pale, firing strong.
-        ax.axvspan(alert["from"], end, ymin=0.86, ymax=0.97, color="#e6550d" if state == "firing" else "#fdae6b",
-                   zorder=3, label=label if label not in labelled else None)
-        labelled.add(label)
+    _alert_strip(ax, timeline.get("alerts") or [], end=timeline.get("seconds", 0), make_room=False)
     seen: set[str] = set()
     for activity in timeline.get("activities") or []:
         category = activity["category"]

@@ -64,9 +64,13 @@ def judge_specs(run_settings) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def canary_suite(request, stack, deployment, model_copies, judge_specs, run_settings, tmp_path_factory,
-                 run_report) -> Iterator[CanarySuite]:
+                 run_report, alert_log) -> Iterator[CanarySuite]:
     """The services the session's selected canary tests need, stood up side by side once: two for
     the judgement scenarios, one for those judged beside them, and a fresh one for the split test.
+
+    The session's alert log is asked for here, before the runner judges anything: the dashboard
+    alerts' tests (test_judgement.py) read it over judgements played long before they run, and
+    each scenario's timeline lists the alerts active meanwhile.
 
     The split test needs a service whose router backend has no history: after the judgement's
     dozens of runtime weight changes and server swaps, HAProxy's weighted round robin sent 39% of
@@ -94,7 +98,7 @@ def canary_suite(request, stack, deployment, model_copies, judge_specs, run_sett
         runner = ScenarioRunner(stack, ScenarioPlan(tuple(plan), tuple(main), beside), make_copy=model_copies,
                                 train_version=trained_version(deployment.run),
                                 judges=judge_makers(judge_specs, run_settings.judge_factories),
-                                workdir=tmp_path_factory.mktemp("canary"), refused=refused)
+                                workdir=tmp_path_factory.mktemp("canary"), refused=refused, alert_log=alert_log)
         runner.start()
         yield CanarySuite(runner, split)
     finally:

@@ -14,11 +14,18 @@ the session's scenarios in the order their tests run, deploying each canary ahea
 """
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
+from typing import Any
 
-from harness.canary.scenarios import CONFIG, CanaryScenario
+import pytest
+import requests
+
+from harness.canary.alerts import ALERT_LAG_S, fire_by, firing_window, quiet_window, relative_to
+from harness.canary.scenarios import CONFIG, INTERVAL_S, CanaryScenario, ScenarioOutcome
 from harness.faults.models import FaultSpec
 from harness.judges.base import Decision
+from harness.metrics.alertlog import AlertLog
+from harness.metrics.alerts import LOCAL_GROUPS, MIN_RPS
 from harness.metrics.cadence import CADENCE
 
 pytestmark = [pytest.mark.canary, pytest.mark.stack]
@@ -204,3 +211,116 @@ def test_dialect_queries_match_the_load(runner, scenario: CanaryScenario, seam) 
         if scenario.fault is not None and scenario.fault.kind == "tail_latency":
             canary = counts["revisions"][outcome.canary]
             assert canary["prometheus"]["slow"] >= 0.5 * canary["locust"]["slow"] > 0, canary
+
+
+# -- the dashboard's alert rules, live ------------------------------------------------------------
+# The local Prometheus evaluates the dashboard's rules (harness/metrics/rules/local.rules.yml: 10 s
+# windows, held 2 s) and the session's alert log, started before the first judgement (conftest.py),
+# records /api/v1/alerts every second. These tests come last in the module: they read outcomes the
+# tests above played (runner.run returns a played scenario's outcome, never plays it again), so the
+# scenarios play in the judgement tests' order. An alert the canary's model fault causes must fire
+# within ALERT_LAG_S (the rules' window and hold, and three scrapes) of the canary's first answered
+# request; a healthy judgement must raise nothing for its service, nor ALERT_LAG_S after it.
+
+
+def _alerts_in_reach(runner) -> None:
+    if runner.stack.name != "local":
+        pytest.skip("the dashboard's rules at harness scale are loaded by the local profile's Prometheus "
+                    "(harness/metrics/rules/local.rules.yml); a cluster's Prometheus loads them only where its "
+                    "user applies the PrometheusRule, at seed scale")
+
+
+def _alert_evidence(outcome: ScenarioOutcome, window: tuple[float, float], found: list[dict[str, Any]],
+                    alert_log: AlertLog) -> dict[str, Any]:
+    """What the check saw, in seconds after the judgement's start (the readings' clock)."""
+    t0 = outcome.judged_from
+    first = outcome.canary_traffic_from
+    return {"service": outcome.service, "canary": outcome.canary, "stable": outcome.stable,
+            "judged_from": t0, "judgement_s": round(outcome.judged_to - t0, 1),
+            "canary_traffic_from_s": round(first - t0, 1) if first is not None else None,
+            "window_s": [round(w - t0, 1) for w in window], "alerts": relative_to(found, t0),
+            "log": alert_log.polls_between(*window), "log_session": alert_log.health()}
+
+
+def _firing_check(runner, alert_log: AlertLog, scenario: CanaryScenario, seam, *, alertname: str, case: str,
+                  description: str, labels: dict[str, str],
+                  also: Callable[[ScenarioOutcome, tuple[float, float], dict[str, Any]], None] | None = None) -> None:
+    """``alertname`` (mlserver dialect, the scenario's service, ``labels``) fires in the scenario's
+    firing window, first by fire_by; ``also``: further assertions inside the same check."""
+    outcome = runner.run(scenario)
+    assert outcome.judged_from is not None and outcome.judged_to is not None, "no judgement on the epoch clock"
+    window, deadline = firing_window(outcome), fire_by(outcome)
+    found = alert_log.seen(start=window[0], end=window[1], alertname=alertname,
+                           labels={"isvc": outcome.service, "dialect": "mlserver", **labels})
+    with seam.check("dashboard-alert", description, case=case) as ev:
+        ev.update(_alert_evidence(outcome, window, found, alert_log), alertname=alertname,
+                  fire_by_s=round(deadline - outcome.judged_from, 1), lag_s=ALERT_LAG_S)
+        firing = [a for a in found if a["state"] == "firing"]
+        assert firing, (f"no {alertname} firing for {labels or outcome.service} between "
+                        f"{ev['window_s'][0]} s and {ev['window_s'][1]} s of the judgement: {ev['alerts']}; "
+                        f"log {ev['log']}")
+        first = min(a["from"] for a in firing)
+        ev["fired_at_s"] = round(first - outcome.judged_from, 1)
+        assert first <= deadline, (f"{alertname} fired {ev['fired_at_s']} s into the judgement, after "
+                                   f"{ev['fire_by_s']} s ({ALERT_LAG_S:g} s after the canary's first request)")
+        if also is not None:
+            also(outcome, window, ev)
+
+
+ERRORS, TAIL, HEALTHY = BY_NAME["errors-10pct"], BY_NAME["tail-latency"], BY_NAME["healthy"]
+
+
+@pytest.mark.parametrize("scenario", [pytest.param(ERRORS, id=ERRORS.name, marks=_marks(ERRORS))])
+def test_canary_error_alert_fires_for_the_canary(runner, alert_log, scenario: CanaryScenario, seam) -> None:
+    """A canary failing 10% of its requests beside a clean stable: the canary-vs-stable rule, in
+    the model servers' dialect, names the canary revision (and never the stable)."""
+    _alerts_in_reach(runner)
+    outcome = runner.run(scenario)
+
+    def never_the_stable(outcome: ScenarioOutcome, window: tuple[float, float], ev: dict[str, Any]) -> None:
+        stable = alert_log.seen(start=window[0], end=window[1], alertname="SeamcheckCanaryErrorAboveStable",
+                                labels={"isvc": outcome.service, "revision": outcome.stable})
+        ev["alerts_for_stable"] = relative_to(stable, outcome.judged_from)
+        assert stable == [], f"the stable revision {outcome.stable} flagged worse than the best revision: {stable}"
+
+    _firing_check(runner, alert_log, scenario, seam, alertname="SeamcheckCanaryErrorAboveStable",
+                  case="errors-10pct-canary-error", labels={"revision": outcome.canary}, also=never_the_stable,
+                  description="SeamcheckCanaryErrorAboveStable fires for the canary revision (mlserver dialect) "
+                              "while a canary failing 10% of its requests is judged")
+
+
+@pytest.mark.parametrize("scenario", [pytest.param(TAIL, id=TAIL.name, marks=_marks(TAIL))])
+def test_latency_alert_fires_for_the_service(runner, alert_log, scenario: CanaryScenario, seam) -> None:
+    """5% of the canary's requests at +1 s, the canary at 80%: about 4% of the service's requests
+    take over a second, so its p99 is over the dashboard's 500 ms."""
+    _alerts_in_reach(runner)
+    _firing_check(runner, alert_log, scenario, seam, alertname="SeamcheckServingLatencyP99", case="tail-latency-p99",
+                  labels={}, description="SeamcheckServingLatencyP99 fires for the service while a canary with a "
+                                         "slow 5% tail is judged")
+
+
+@pytest.mark.parametrize("scenario", [pytest.param(HEALTHY, id=HEALTHY.name, marks=_marks(HEALTHY))])
+def test_no_alert_while_a_healthy_canary_is_judged(runner, alert_log, scenario: CanaryScenario, seam) -> None:
+    """The healthy canary's judgement, and the rules' lag after it: no alert fires for the service,
+    while the log was answered throughout, the rules are loaded and healthy, and the readings (the
+    same model-server series the rules read) carried traffic above the rules' minimum."""
+    _alerts_in_reach(runner)
+    outcome = runner.run(scenario)
+    assert outcome.judged_from is not None and outcome.judged_to is not None, "no judgement on the epoch clock"
+    window = quiet_window(outcome)
+    found = alert_log.seen(start=window[0], end=window[1], labels={"isvc": outcome.service})
+    groups = requests.get(f"{runner.stack.prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    loaded = {g["name"]: [(r["name"], r["health"]) for r in g["rules"]] for g in groups}
+    peak_rps = max((((r["canary"].get("window_requests") or 0.0) + (r["stable"].get("window_requests") or 0.0))
+                    / INTERVAL_S for r in outcome.readings if r["source_ok"]), default=0.0)
+    with seam.check("dashboard-alert", "no dashboard alert fires for the service while a healthy canary is judged",
+                    case="healthy-quiet") as ev:
+        ev.update(_alert_evidence(outcome, window, found, alert_log), rules=loaded, peak_rps=round(peak_rps, 1))
+        log = ev["log"]
+        assert {f"seamcheck-dashboard-{d}" for d in LOCAL_GROUPS} <= set(loaded), loaded
+        assert all(health == "ok" for rules in loaded.values() for _n, health in rules), loaded
+        assert peak_rps > MIN_RPS, f"the rules would have seen no traffic: {peak_rps} req/s"
+        assert log["polls"] >= log["seconds"] / (2 * alert_log.interval_s) and log["longest_gap_s"] <= 5, (
+            f"the alert log did not watch the window: {log}")
+        firing = [a for a in ev["alerts"] if a["state"] == "firing"]
+        assert firing == [], firing
