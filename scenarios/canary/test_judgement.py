@@ -40,7 +40,12 @@ SHIFT = 0.02  # probabilities-shifted: added to every probability (within the pr
 
 
 def _marks(scenario: CanaryScenario) -> list:
-    return [pytest.mark.canary_scenario(scenario)] + ([pytest.mark.slow] if scenario.nightly else [])
+    # Every live judgement is nightly (`pytest -m canary` runs them all): on CI's two cores the
+    # canary's one replica at 80 % of 70 req/s is too close to the 500 ms p99 line for a verdict
+    # that does not follow the machine's load (2026-12-02, one CI run: a healthy canary promoted by
+    # four judges of five; the next: 8 of its first 82 requests over 500 ms, rolled back by three,
+    # and the latency alert fired). CI keeps the judges' simulations and the live traffic split.
+    return [pytest.mark.canary_scenario(scenario), pytest.mark.slow]
 
 
 # Each scenario costs its deadline (75 s) of judgement: the seed, Argo and Kayenta decide only then.

@@ -78,10 +78,11 @@ class RollbackOutcome:
         return f"{self.case.service}-predictor-00001"
 
 
-# Each case is a full experiment (~90 s, side by side): CI runs the seed's failure and the
-# readiness-budget fix (the activator path); the minReplicas claim and the storageUri fix run
-# nightly (slow).
-NIGHTLY = {"min", "uri"}
+# Each case is a full experiment (~90 s, side by side): CI runs the seed's failure; the fixes and
+# the minReplicas claim run nightly (slow). The readiness-budget fix went nightly on 2026-12-02:
+# on CI's two cores, loaded by the other cases, its cold start outlasted the activator's 60 s
+# hold (six 504s after 60.0 s) where it takes ~20 s alone.
+NIGHTLY = {"min", "uri", "budget"}
 
 
 def _marks(case: Case) -> list:
