@@ -50,9 +50,22 @@ def _cluster(kube: Kube, *, kserve: bool = True, kfp_namespace: str = "kubeflow"
                         container="ml-pipeline-api-server"))
 
 
+_MADE: list[CloudProfile] = []
+
+
+@pytest.fixture(autouse=True)
+def _torn_down() -> Iterator[None]:
+    """Every profile a test makes is torn down after it, even when the test ends in a refusal: a
+    profile's state folder must not outlive its test."""
+    yield
+    while _MADE:
+        _MADE.pop().teardown()
+
+
 def _profile(api: k8s.ApiClient, **config) -> CloudProfile:
     profile = CloudProfile(StackConfig(profile="cloud", **config), load_matrix().row(None))
     profile.api = api
+    _MADE.append(profile)
     return profile
 
 
@@ -323,6 +336,11 @@ def test_the_services_a_run_made_are_deleted_at_teardown_and_listed_for_the_reap
         assert get(kube.api, "serving.kserve.io/v1beta1", "InferenceService", "rc-canary", "model-serving") is None
         assert read_state(record.path).pending(("command",)) == []
     record.close()
+    # What --keep-stack kept is the user's to remove: here, the test's.
+    import shutil
+
+    assert profile.state.is_dir(), profile.state
+    shutil.rmtree(profile.state)
 
 
 def test_keep_stack_keeps_the_services_and_tells_the_reaper_so(tmp_path, kube: Kube, kserve_crd) -> None:  # noqa: F811
@@ -338,3 +356,8 @@ def test_keep_stack_keeps_the_services_and_tells_the_reaper_so(tmp_path, kube: K
         assert get(kube.api, "serving.kserve.io/v1beta1", "InferenceService", "rc-canary", "model-serving") is not None
         assert read_state(record.path).pending(("command",)) == []
     record.close()
+    # What --keep-stack kept is the user's to remove: here, the test's.
+    import shutil
+
+    assert profile.state.is_dir(), profile.state
+    shutil.rmtree(profile.state)
