@@ -336,11 +336,6 @@ def test_the_services_a_run_made_are_deleted_at_teardown_and_listed_for_the_reap
         assert get(kube.api, "serving.kserve.io/v1beta1", "InferenceService", "rc-canary", "model-serving") is None
         assert read_state(record.path).pending(("command",)) == []
     record.close()
-    # What --keep-stack kept is the user's to remove: here, the test's.
-    import shutil
-
-    assert profile.state.is_dir(), profile.state
-    shutil.rmtree(profile.state)
 
 
 def test_keep_stack_keeps_the_services_and_tells_the_reaper_so(tmp_path, kube: Kube, kserve_crd) -> None:  # noqa: F811
