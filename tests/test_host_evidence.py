@@ -17,7 +17,6 @@ The policy acts on labels and addresses, so what answers on the port does not ch
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +38,7 @@ from harness.cluster.kfp import GPU_TOLERATION
 from harness.cluster.spec import CHAOS_ALLOWED, CHAOS_LABEL
 from harness.host.probe import tcp_probe
 from tests.host_fixtures import host, host_profile  # noqa: F401 (fixtures)
-from tests.kube import Recorder
+from tests.kube import Recorder, wait_for
 
 PAUSE = "dev.local/seamcheck/pause:3.9"
 COREDNS = "dev.local/seamcheck/coredns:v1.11.3"
@@ -47,14 +46,8 @@ MLFLOW_LABELS = {"app.kubernetes.io/name": "mlflow"}
 
 
 def _wait(what: str, check: Callable[[], Any], deadline_s: float = 120, interval_s: float = 0.5) -> Any:
-    end = time.monotonic() + deadline_s
-    last = None
-    while time.monotonic() < end:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"gave up after {deadline_s:.0f}s waiting for {what} (last: {last!r})")
+    """tests/kube.py's wait_for, with the longer deadline and slower poll real pods need."""
+    return wait_for(what, check, deadline_s=deadline_s, interval_s=interval_s)
 
 
 def _pod(name: str, ns: str, *, labels: dict | None = None, image: str = PAUSE, args: list | None = None,
