@@ -265,18 +265,7 @@ class Ledger:
             swept = sweep(leaks, self.token, exclude={self._reaper.pid} if self._reaper else ())
             if not swept.empty:
                 self.say(f"seamcheck: teardown left resources behind; the ledger removed them: {swept.summary()}")
-            self._write({"op": "close"})
-            self.path.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = None
-            if self._watch_w is not None:
-                os.close(self._watch_w)
-                self._watch_w = None
-            if self._reaper is not None:
-                try:
-                    self._reaper.wait(timeout=10)  # it sees EOF, finds no ledger, exits
-                except subprocess.TimeoutExpired:
-                    self._reaper.kill()
+            self._finish()
             return swept
 
     def hand_over(self) -> tuple[str, list[dict[str, Any]]]:
@@ -290,19 +279,25 @@ class Ledger:
             pending = [e for e in read_state(self.path).pending() if e.kind != "claim"]
             for entry in pending:
                 self._write({"op": "kept", "id": entry.id})
-            self._write({"op": "close"})
-            self.path.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = None
-            if self._watch_w is not None:
-                os.close(self._watch_w)
-                self._watch_w = None
-            if self._reaper is not None:
-                try:
-                    self._reaper.wait(timeout=10)  # EOF, no ledger file: it exits without a sweep
-                except subprocess.TimeoutExpired:
-                    self._reaper.kill()
+            self._finish()
             return self.token, [{"id": e.id, "kind": e.kind, "what": e.what} for e in pending]
+
+    def _finish(self) -> None:
+        """Write the close record, drop the file and let the reaper go (held lock, open ledger):
+        the reaper sees EOF on its pipe, finds no ledger file, and exits without a sweep."""
+        assert self._fd is not None and self.path is not None
+        self._write({"op": "close"})
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+        if self._watch_w is not None:
+            os.close(self._watch_w)
+            self._watch_w = None
+        if self._reaper is not None:
+            try:
+                self._reaper.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._reaper.kill()
 
     def pending_descriptions(self) -> list[str]:
         if self.path is None:
