@@ -34,6 +34,7 @@ __all__ = [
     "default_cache_dir",
     "ensure_env",
     "ensure_envs",
+    "ensure_role_env",
     "env_dir_for",
 ]
 
@@ -112,18 +113,24 @@ def _last_error_lines(text: str, n: int = 15) -> str:
 
 def ensure_env(row: Row, role_name: str, *, cache: Path | None = None,
                progress: Progress | None = None) -> RoleEnv:
-    role = row.role(role_name)
+    return ensure_role_env(row.role(role_name), row=row.name, cache=cache, progress=progress)
+
+
+def ensure_role_env(role: Role, *, row: str, cache: Path | None = None, progress: Progress | None = None) -> RoleEnv:
+    """``role``'s environment (a row's, or one the harness declares elsewhere, e.g. an image's),
+    built once per (python, pins) and found in ``cache`` after that."""
+    role_name = role.name
     cache = cache or default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     target = env_dir_for(cache, role)
     say = progress or (lambda _msg: None)
     with FileLock(str(target) + ".lock", timeout=UV_TIMEOUT_S + 60):
         if (target / _MARKER).is_file():
-            say(f"env {row.name}/{role_name}: cached at {target}")
-            return RoleEnv(row.name, role_name, target, role.pins, 0.0)
+            say(f"env {row}/{role_name}: cached at {target}")
+            return RoleEnv(row, role_name, target, role.pins, 0.0)
         building = target  # no marker: a half-built leftover, or nothing yet
         shutil.rmtree(building, ignore_errors=True)
-        say(f"env {row.name}/{role_name}: building with uv ({len(role.pins)} pins) ...")
+        say(f"env {row}/{role_name}: building with uv ({len(role.pins)} pins) ...")
         started = time.monotonic()
         steps = [
             [*_uv(), "venv", "--quiet", "--python", _base_python(), str(building)],
@@ -135,16 +142,16 @@ def ensure_env(row: Row, role_name: str, *, cache: Path | None = None,
                 proc = run_command(argv, what="uv", timeout=UV_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 shutil.rmtree(building, ignore_errors=True)
-                raise EnvBuildError(row.name, role_name, f"uv gave no result in {UV_TIMEOUT_S}s: {argv}")
+                raise EnvBuildError(row, role_name, f"uv gave no result in {UV_TIMEOUT_S}s: {argv}")
             if proc.returncode != 0:
                 shutil.rmtree(building, ignore_errors=True)
-                raise EnvBuildError(row.name, role_name, _last_error_lines(proc.stderr + proc.stdout))
+                raise EnvBuildError(row, role_name, _last_error_lines(proc.stderr + proc.stdout))
         seconds = time.monotonic() - started
         (building / _MARKER).write_text(json.dumps(
-            {"row": row.name, "role": role_name, "pins": list(role.pins), "python": _python_version(),
+            {"row": row, "role": role_name, "pins": list(role.pins), "python": _python_version(),
              "built_seconds": round(seconds, 1)}, indent=2))
-        say(f"env {row.name}/{role_name}: built in {seconds:.0f}s at {target}")
-        return RoleEnv(row.name, role_name, target, role.pins, max(seconds, 0.001))
+        say(f"env {row}/{role_name}: built in {seconds:.0f}s at {target}")
+        return RoleEnv(row, role_name, target, role.pins, max(seconds, 0.001))
 
 
 def ensure_envs(row: Row, roles: Iterable[str], *, cache: Path | None = None,

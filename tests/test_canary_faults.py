@@ -16,7 +16,7 @@ from harness.judges.base import Decision
 from harness.matrix import load_matrix
 from harness.profiles.cloud import CloudProfile
 from harness.settings import StackConfig
-from tests.host_fixtures import Kube, kube, kube_api  # noqa: F401 (fixtures)
+from tests.host_fixtures import Kube
 from tests.kube import get, put
 from tests.test_cluster_api import deployment, namespace
 
@@ -26,7 +26,7 @@ STOP = CanaryScenario("prometheus-stopped", None, frozenset({Decision.INCONCLUSI
 HEALTHY = CanaryScenario("healthy", None, frozenset({Decision.PROMOTE}))
 
 
-def _cloud(kube: Kube, chaos_namespaces: tuple[str, ...]) -> CloudProfile:  # noqa: F811
+def _cloud(kube: Kube, chaos_namespaces: tuple[str, ...]) -> CloudProfile:
     profile = CloudProfile(StackConfig(profile="cloud", chaos_namespaces=chaos_namespaces), load_matrix().row(None))
     profile.api = kube.api
     profile.guard = ChaosGuard.of(profile.api, profile._chaos_namespaces(), cluster="context ci")
@@ -34,7 +34,7 @@ def _cloud(kube: Kube, chaos_namespaces: tuple[str, ...]) -> CloudProfile:  # no
     return profile
 
 
-def test_scenarios_whose_fault_the_guard_refuses_are_known_at_plan_time(kube: Kube) -> None:  # noqa: F811
+def test_scenarios_whose_fault_the_guard_refuses_are_known_at_plan_time(kube: Kube) -> None:
     kube.scratch.namespace("model-serving", ALLOWED)
     kube.scratch.namespace("seamcheck-system")  # listed below, but never labelled
     profile = _cloud(kube, ("model-serving", "seamcheck-system"))
@@ -51,7 +51,7 @@ def test_scenarios_whose_fault_the_guard_refuses_are_known_at_plan_time(kube: Ku
 
 
 def test_a_refused_scenario_is_skipped_with_the_reason_before_anything_is_deployed(tmp_path,
-                                                                                    kube: Kube) -> None:  # noqa: F811
+                                                                                    kube: Kube) -> None:
     kube.scratch.namespace("model-serving")
     profile = _cloud(kube, ("model-serving",))
     runner = ScenarioRunner(profile, ScenarioPlan((), ("svc",)), make_copy=lambda tag: tag, train_version="1",
@@ -89,7 +89,7 @@ def test_a_fault_that_never_acted_voids_the_scenario_and_one_that_acted_does_not
     assert acting.void_reason() is None and acting.acts[0][1] == "Prometheus stopped"
 
 
-def test_restoring_seamchecks_prometheus_is_never_refused(kube: Kube) -> None:  # noqa: F811
+def test_restoring_seamchecks_prometheus_is_never_refused(kube: Kube) -> None:
     kube.scratch.namespace("seamcheck-system", ALLOWED)
     put(kube.api, deployment("prometheus", "seamcheck-system"))
     profile = _cloud(kube, ("seamcheck-system",))

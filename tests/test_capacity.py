@@ -23,7 +23,7 @@ from harness.profiles.cloud import CloudProfile
 from harness.profiles.cluster import SEED_PREDICTOR_REQUESTS
 from harness.profiles.kind import KindProfile
 from harness.settings import StackConfig
-from tests.host_fixtures import Kube, kube, kube_api  # noqa: F401 (fixtures)
+from tests.host_fixtures import Kube
 
 ROW = load_matrix().row(None)
 SUITES = frozenset({"conformance", "canary"})
@@ -74,7 +74,7 @@ def test_a_predictor_pod_must_fit_on_one_node_not_only_in_the_sum() -> None:
         check_fits(demand, rooms, where="here", remedy="-")
 
 
-def test_an_existing_clusters_room_is_allocatable_minus_what_its_pods_request(kube: Kube) -> None:  # noqa: F811
+def test_an_existing_clusters_room_is_allocatable_minus_what_its_pods_request(kube: Kube) -> None:
     """Nodes and pods as their kubelets report them (status written through /status), on a real API server."""
     def node(name, cpu, memory, taints=None):
         return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"taints": taints or []},

@@ -39,7 +39,7 @@ from harness.serving.rollout import (
     start_canary,
     swap_storage_uri,
 )
-from tests.host_fixtures import Kube, kserve_crd, kube, kube_api  # noqa: F401 (fixtures)
+from tests.host_fixtures import Kube
 from tests.kube import Scratch, get, put, wait_for
 
 NS = "model-serving"
@@ -48,7 +48,7 @@ ALLOWED = {"seamcheck.io/chaos": "allowed"}
 
 
 @pytest.fixture
-def cluster(kube: Kube) -> Kube:  # noqa: F811
+def cluster(kube: Kube) -> Kube:
     """The namespaces every test here uses (three labelled for chaos, one not)."""
     for name, labels in ((NS, ALLOWED), ("kubeflow", ALLOWED), ("seamcheck-system", {}), ("prod", ALLOWED)):
         kube.scratch.namespace(name, labels)
@@ -113,7 +113,7 @@ def deployment(name: str, ns: str, *, replicas: int = 1, ready: int | None = Non
 
 
 # ------------------------------------------------------------------------------ the API's own semantics
-def test_the_api_semantics_the_harness_relies_on(api: k8s.ApiClient, kserve_crd) -> None:  # noqa: F811
+def test_the_api_semantics_the_harness_relies_on(api: k8s.ApiClient, kserve_crd) -> None:
     """What the harness's writes assume of kube-apiserver (the fake this file used to run on had to
     emulate each; here the real server answers)."""
     custom = k8s.CustomObjectsApi(api)
@@ -250,7 +250,7 @@ class FakeKServe:
 
 
 @pytest.fixture
-def fake_kserve(api: k8s.ApiClient, kserve_crd) -> Iterator[type]:  # noqa: F811
+def fake_kserve(api: k8s.ApiClient, kserve_crd) -> Iterator[type]:
     made: list[FakeKServe] = []
 
     def start(delay_s: float = 0.2) -> FakeKServe:
@@ -263,7 +263,7 @@ def fake_kserve(api: k8s.ApiClient, kserve_crd) -> Iterator[type]:  # noqa: F811
 
 
 # ------------------------------------------------------------------------------ InferenceServices
-def test_create_or_patch_creates_on_404_then_patches(api: k8s.ApiClient, cluster: Kube, kserve_crd) -> None:  # noqa: F811
+def test_create_or_patch_creates_on_404_then_patches(api: k8s.ApiClient, cluster: Kube, kserve_crd) -> None:
     client = IsvcClient(api, NS)
     verb, obj = client.create_or_patch(isvc("svc", "s3://b/1/model"))
     assert verb == "created" and obj["metadata"]["generation"] == 1
@@ -278,7 +278,7 @@ def test_create_or_patch_creates_on_404_then_patches(api: k8s.ApiClient, cluster
 
 
 def test_create_or_patch_patches_when_someone_else_created_it_first(api: k8s.ApiClient, cluster: Kube,
-                                                                    kserve_crd) -> None:  # noqa: F811
+                                                                    kserve_crd) -> None:
     """PATCH 404, another writer creates it, our POST gets 409 AlreadyExists: we patch theirs."""
     other = k8s.CustomObjectsApi(cluster.server.client())
     first_post = []
@@ -308,7 +308,7 @@ def test_wait_ready_sees_the_controller_and_reads_traffic(api: k8s.ApiClient, fa
                                                                       "svc-predictor-00001": 100}
 
 
-def test_wait_ready_gives_up_at_its_deadline_naming_what_it_waited_for(api: k8s.ApiClient, kserve_crd) -> None:  # noqa: F811
+def test_wait_ready_gives_up_at_its_deadline_naming_what_it_waited_for(api: k8s.ApiClient, kserve_crd) -> None:
     client = IsvcClient(api, NS)
     client.create_or_patch(isvc("stuck", "s3://b/1/model"))  # no controller: never Ready
     started = time.monotonic()

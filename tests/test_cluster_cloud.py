@@ -25,19 +25,19 @@ from harness.errors import ProfileError
 from harness.matrix import load_matrix
 from harness.profiles.cloud import CloudProfile, preflight
 from harness.settings import StackConfig
-from tests.host_fixtures import Kube, KubeApi, kserve_crd, kube, kube_api  # noqa: F401 (fixtures)
+from tests.host_fixtures import Kube, KubeApi
 from tests.kube import get, put
 from tests.test_cluster_api import deployment, pod
 
 
 @pytest.fixture(autouse=True)
-def kubectl_on_path(kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def kubectl_on_path(kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cloud profile drives kubectl from PATH: the host build's, the server's own version."""
     kubectl = Path(kube_api.cluster.bin("kubernetes", "kubectl"))
     monkeypatch.setenv("PATH", f"{kubectl.parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
-def _cluster(kube: Kube, *, kserve: bool = True, kfp_namespace: str = "kubeflow") -> None:  # noqa: F811
+def _cluster(kube: Kube, *, kserve: bool = True, kfp_namespace: str = "kubeflow") -> None:
     api = kube.api
     for ns in ("kserve", "knative-serving", "kourier-system", kfp_namespace):
         kube.scratch.namespace(ns)
@@ -69,7 +69,7 @@ def _profile(api: k8s.ApiClient, **config) -> CloudProfile:
     return profile
 
 
-def test_a_cluster_without_kserve_is_refused_unless_installing(kube: Kube) -> None:  # noqa: F811
+def test_a_cluster_without_kserve_is_refused_unless_installing(kube: Kube) -> None:
     _cluster(kube, kserve=False, kfp_namespace="pipelines")
     profile = _profile(kube.api)
     with pytest.raises(ClusterError, match="lacks kserve; install them or pass --install-stack"):
@@ -85,7 +85,7 @@ def test_a_cluster_without_kserve_is_refused_unless_installing(kube: Kube) -> No
     installing.teardown()
 
 
-def test_an_installed_stack_is_only_discovered_and_reported(kube: Kube) -> None:  # noqa: F811
+def test_an_installed_stack_is_only_discovered_and_reported(kube: Kube) -> None:
     said: list[str] = []
     _cluster(kube)
     profile = _profile(kube.api)
@@ -101,7 +101,7 @@ def test_an_installed_stack_is_only_discovered_and_reported(kube: Kube) -> None:
     profile.teardown()
 
 
-def _gateway(kube: Kube, address: str, port: int) -> None:  # noqa: F811
+def _gateway(kube: Kube, address: str, port: int) -> None:
     kube.scratch.namespace("kourier-system")
     put(kube.api, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kourier", "namespace": "kourier-system"},
                    "spec": {"type": "LoadBalancer", "ports": [{"name": "http2", "port": port}]},
@@ -120,7 +120,7 @@ class _RecordedForwards:
         return type("Forward", (), {"url": "http://127.0.0.1:40001"})()
 
 
-def test_inference_goes_through_the_gateways_load_balancer_when_it_answers(kube: Kube) -> None:  # noqa: F811
+def test_inference_goes_through_the_gateways_load_balancer_when_it_answers(kube: Kube) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -134,7 +134,7 @@ def test_inference_goes_through_the_gateways_load_balancer_when_it_answers(kube:
         profile.teardown()
 
 
-def test_an_unreachable_load_balancer_falls_back_to_a_port_forward(kube: Kube) -> None:  # noqa: F811
+def test_an_unreachable_load_balancer_falls_back_to_a_port_forward(kube: Kube) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, never listening: a connect is refused
         port = closed.getsockname()[1]
@@ -150,7 +150,7 @@ def test_an_unreachable_load_balancer_falls_back_to_a_port_forward(kube: Kube) -
         profile.teardown()
 
 
-def test_chaos_on_cloud_needs_the_flag_and_the_label(kube: Kube) -> None:  # noqa: F811
+def test_chaos_on_cloud_needs_the_flag_and_the_label(kube: Kube) -> None:
     kube.scratch.namespace("team-a", {"seamcheck.io/chaos": "allowed"})
     kube.scratch.namespace("team-b")
     profile = _profile(kube.api)
@@ -170,7 +170,7 @@ _RBAC_REFUSAL = ('deployments.apps is forbidden: User "system:serviceaccount:tea
                  '"deployments" in API group "apps" at the cluster scope')
 
 
-def _kubeconfig(tmp_path: Path, kube: Kube, user: dict) -> Path:  # noqa: F811
+def _kubeconfig(tmp_path: Path, kube: Kube, user: dict) -> Path:
     ca = base64.b64encode(kube.server.cluster.pki.ca_crt.read_bytes()).decode()
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump({
@@ -180,13 +180,13 @@ def _kubeconfig(tmp_path: Path, kube: Kube, user: dict) -> Path:  # noqa: F811
     return path
 
 
-def _admin_user(kube: Kube) -> dict:  # noqa: F811
+def _admin_user(kube: Kube) -> dict:
     pki = kube.server.cluster.pki.dir
     return {"client-certificate-data": base64.b64encode((pki / "admin.crt").read_bytes()).decode(),
             "client-key-data": base64.b64encode((pki / "admin.key").read_bytes()).decode()}
 
 
-def _namespaced_service_account(kube: Kube) -> dict:  # noqa: F811
+def _namespaced_service_account(kube: Kube) -> dict:
     """team-a's ServiceAccount `ci`, whose Role may read only team-a (real RBAC decides the 403)."""
     kube.scratch.namespace("team-a")
     core, rbac = k8s.CoreV1Api(kube.api), k8s.RbacAuthorizationV1Api(kube.api)
@@ -201,7 +201,7 @@ def _namespaced_service_account(kube: Kube) -> dict:  # noqa: F811
     return {"token": token.status.token}
 
 
-def test_namespace_scoped_rights_are_refused_in_one_line_at_session_start(tmp_path, kube: Kube) -> None:  # noqa: F811
+def test_namespace_scoped_rights_are_refused_in_one_line_at_session_start(tmp_path, kube: Kube) -> None:
     config = StackConfig(profile="cloud", kubeconfig=_kubeconfig(tmp_path, kube, _namespaced_service_account(kube)))
     with pytest.raises(ProfileError) as refused:
         preflight(config, load_matrix().row(None))
@@ -222,7 +222,7 @@ class FakeKfpHealth:
     pkg/registry/core/service/storage/storage.go, Kubernetes v1.30); a bare address answers 503 "no
     endpoints available", which kfp_mode reads as undecided."""
 
-    def __init__(self, kube: Kube, namespace: str, *, multi_user: bool) -> None:  # noqa: F811
+    def __init__(self, kube: Kube, namespace: str, *, multi_user: bool) -> None:
         self.seen: list[tuple[str, str]] = []
         answer = {"commit_sha": "a" * 8, "tag_name": "2.3.0", "multi_user": multi_user}
         seen = self.seen
@@ -261,7 +261,7 @@ class FakeKfpHealth:
 
 
 @pytest.fixture
-def kfp_health(kube: Kube) -> Iterator:  # noqa: F811
+def kfp_health(kube: Kube) -> Iterator:
     made: list[FakeKfpHealth] = []
 
     def start(namespace: str, *, multi_user: bool) -> FakeKfpHealth:
@@ -273,7 +273,7 @@ def kfp_health(kube: Kube) -> Iterator:  # noqa: F811
         server.close()
 
 
-def test_multi_user_kfp_is_refused_in_one_line_at_session_start(tmp_path, kube: Kube, kfp_health) -> None:  # noqa: F811
+def test_multi_user_kfp_is_refused_in_one_line_at_session_start(tmp_path, kube: Kube, kfp_health) -> None:
     _cluster(kube, kfp_namespace="kubeflow")
     kfp_health("kubeflow", multi_user=True)
     config = StackConfig(profile="cloud", kubeconfig=_kubeconfig(tmp_path, kube, _admin_user(kube)))
@@ -282,7 +282,7 @@ def test_multi_user_kfp_is_refused_in_one_line_at_session_start(tmp_path, kube: 
         preflight(config, load_matrix().row(None))
 
 
-def test_single_user_kfp_and_cluster_wide_reads_pass_the_preflight(tmp_path, kube: Kube, kfp_health) -> None:  # noqa: F811
+def test_single_user_kfp_and_cluster_wide_reads_pass_the_preflight(tmp_path, kube: Kube, kfp_health) -> None:
     _cluster(kube, kfp_namespace="kubeflow")
     backend = kfp_health("kubeflow", multi_user=False)
     preflight(StackConfig(profile="cloud", kubeconfig=_kubeconfig(tmp_path, kube, _admin_user(kube))),
@@ -290,7 +290,7 @@ def test_single_user_kfp_and_cluster_wide_reads_pass_the_preflight(tmp_path, kub
     assert ("GET", "/apis/v2beta1/healthz") in backend.seen  # through the API server's service proxy
 
 
-def test_the_session_ends_with_the_refusal_as_its_one_error_line(tmp_path, kube: Kube) -> None:  # noqa: F811
+def test_the_session_ends_with_the_refusal_as_its_one_error_line(tmp_path, kube: Kube) -> None:
     """Through pytest itself: the refusal is the session's single `ERROR: seamcheck:` line."""
     import subprocess
     import sys
@@ -305,7 +305,7 @@ def test_the_session_ends_with_the_refusal_as_its_one_error_line(tmp_path, kube:
         done.stdout + done.stderr
 
 
-def _second_run_profile(kube: Kube, **config) -> CloudProfile:  # noqa: F811
+def _second_run_profile(kube: Kube, **config) -> CloudProfile:
     from harness.cluster.commands import Kubectl
     from harness.serving.isvc import IsvcClient
 
@@ -317,7 +317,7 @@ def _second_run_profile(kube: Kube, **config) -> CloudProfile:  # noqa: F811
 
 
 def test_the_services_a_run_made_are_deleted_at_teardown_and_listed_for_the_reaper_first(
-        tmp_path, kube: Kube, kserve_crd) -> None:  # noqa: F811
+        tmp_path, kube: Kube, kserve_crd) -> None:
     from harness.ledger.ledger import Ledger, activated
     from harness.ledger.records import read_state
     from tests.test_cluster_api import isvc
@@ -338,7 +338,7 @@ def test_the_services_a_run_made_are_deleted_at_teardown_and_listed_for_the_reap
     record.close()
 
 
-def test_keep_stack_keeps_the_services_and_tells_the_reaper_so(tmp_path, kube: Kube, kserve_crd) -> None:  # noqa: F811
+def test_keep_stack_keeps_the_services_and_tells_the_reaper_so(tmp_path, kube: Kube, kserve_crd) -> None:
     from harness.ledger.ledger import Ledger, activated
     from harness.ledger.records import read_state
     from tests.test_cluster_api import isvc

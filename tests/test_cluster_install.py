@@ -18,7 +18,7 @@ from harness.cluster.install import Deadline, install_plan, run_plan
 from harness.cluster.render import S3Credentials, render_manifests
 from harness.cluster.spec import cluster_spec
 from harness.matrix import load_matrix
-from tests.host_fixtures import Kube, kube, kube_api  # noqa: F401 (fixtures)
+from tests.host_fixtures import Kube
 from tests.kube import get, put
 from tests.test_cluster_api import deployment
 
@@ -44,7 +44,7 @@ def _fake_kubectl(tmp_path: Path, fail_once: str = "never-matches") -> tuple[Pat
     return script, log
 
 
-def _installed_cluster(kube: Kube) -> None:  # noqa: F811
+def _installed_cluster(kube: Kube) -> None:
     """What the manifests would have created, available (no controller runs here: the test writes
     what each would report)."""
     for ns, names in {"cert-manager": ["cert-manager", "cert-manager-cainjector", "cert-manager-webhook"],
@@ -74,7 +74,7 @@ def _installed_cluster(kube: Kube) -> None:  # noqa: F811
                    "data": {"ingress": json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway"})}})
 
 
-def _crd(kube: Kube, name: str, annotations: dict[str, str] | None = None) -> None:  # noqa: F811
+def _crd(kube: Kube, name: str, annotations: dict[str, str] | None = None) -> None:
     """A CRD of that name (the API server establishes it itself)."""
     plural, group = name.split(".", 1)
     kube.scratch.add({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -87,7 +87,7 @@ def _crd(kube: Kube, name: str, annotations: dict[str, str] | None = None) -> No
 
 
 def test_the_install_plan_runs_in_order_with_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      kube: Kube) -> None:  # noqa: F811
+                                                      kube: Kube) -> None:
     from harness.cluster import install
 
     monkeypatch.setattr(install, "RETRY_INTERVAL_S", 0.05)  # the webhook retry, quick
@@ -129,7 +129,7 @@ def test_the_install_plan_runs_in_order_with_progress(tmp_path: Path, monkeypatc
         "10-minio", "20-mlflow", "30-prometheus", "40-serving-access", "50-kfp-access")]
 
 
-def test_a_step_that_cannot_finish_names_itself(tmp_path: Path, kube: Kube) -> None:  # noqa: F811
+def test_a_step_that_cannot_finish_names_itself(tmp_path: Path, kube: Kube) -> None:
     spec = cluster_spec(load_matrix().row(None), "cloud")
     manifests = render_manifests(spec, S3Credentials("a", "b"), knative_owned=False)
     kubectl_bin, _log = _fake_kubectl(tmp_path)

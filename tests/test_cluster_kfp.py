@@ -36,7 +36,7 @@ from harness.cluster.tasks import collect_tasks, function_names, task_of_pod
 from harness.matrix import load_matrix
 from harness.pipeline.compile import inspect_compiled
 from harness.settings import StackConfig
-from tests.host_fixtures import host, host_profile, running_pod  # noqa: F401 (fixtures)
+from tests.host_fixtures import running_pod
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -310,7 +310,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("deploy", [True, False], ids=["deployed", "gate-closed"])
-def test_run_pipeline_glue(tmp_path: Path, s3_server: str, compiled: Path, deploy: bool, host) -> None:  # noqa: F811
+def test_run_pipeline_glue(tmp_path: Path, s3_server: str, compiled: Path, deploy: bool, host) -> None:
     from kubernetes import client as k8s
 
     s3 = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="k", aws_secret_access_key="s",
@@ -369,7 +369,7 @@ def test_run_pipeline_glue(tmp_path: Path, s3_server: str, compiled: Path, deplo
     assert kfp.deleted  # the uploaded pipeline was deleted at teardown
 
 
-def test_collect_tasks_reports_a_pod_that_failed_before_python(tmp_path: Path, compiled: Path, host) -> None:  # noqa: F811
+def test_collect_tasks_reports_a_pod_that_failed_before_python(tmp_path: Path, compiled: Path, host) -> None:
     from kubernetes import client as k8s
 
     text = compiled.read_text()

@@ -25,7 +25,7 @@ from harness.cluster.errors import ClusterError
 from harness.cluster.render import render_kind_config
 from harness.matrix import load_matrix
 from harness.settings import StackConfig
-from tests.host_fixtures import Kube, host_profile, kube, kube_api  # noqa: F401 (fixtures)
+from tests.host_fixtures import Kube
 from tests.inner import inner_env, run_inner, write_test
 
 FAKE_KIND = """#!/usr/bin/env bash
@@ -170,8 +170,8 @@ def test_a_creation_that_fails_half_way_is_still_deleted(tmp_path: Path, monkeyp
     assert kind_log(tmp_path)[-1] == "delete cluster --name seamcheck-test"
 
 
-def test_kind_gpu_prepares_the_fake_gpu_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_profile,  # noqa: F811
-                                             kube: Kube) -> None:  # noqa: F811
+def test_kind_gpu_prepares_the_fake_gpu_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_profile,
+                                             kube: Kube) -> None:
     """On the host cluster's GPU-pool node (kind-gpu's labels and taint, a real kubelet), then on an
     API server with no such node."""
     gpu = host_profile.cluster.gpu_node_name
@@ -370,7 +370,7 @@ def test_too_little_disk_for_docker_is_refused_naming_the_folder_and_the_fix(tmp
 
 
 def test_a_node_images_kindnet_without_network_policies_is_named_and_the_cut_refused(
-        tmp_path: Path, monkeypatch, kube: Kube) -> None:  # noqa: F811
+        tmp_path: Path, monkeypatch, kube: Kube) -> None:
     """kindnet comes from the node image: an image built for kind < v0.24 runs a kindnet whose
     ClusterRole has no networkpolicies rule (as kind's own manifests before commit c3e24ff7). The
     kindnet objects are written to a real kube-apiserver (tests/host_fixtures.py ``kube``)."""

@@ -165,6 +165,51 @@ def test_services_use_the_rows_versions_and_reach_each_other_in_cluster() -> Non
                                         "namespace": spec.kfp_namespace}]
 
 
+def _host_rendered(row_name: str):
+    """The host profile's rendering: kind's templates with the images it makes on this machine."""
+    spec = dataclasses.replace(
+        cluster_spec(MATRIX.row(row_name), "host"), tracking_image="dev.local/seamcheck/mlflow:tracking-0123",
+        s3_server="moto", images={"minio": "dev.local/seamcheck/s3-moto:image-s3-0123", "mc": "unused:0",
+                                  "prometheus": "dev.local/seamcheck/prometheus:v2.53.2"})
+    namespaces = list(spec.harness_namespaces)
+    return spec, render_manifests(spec, CREDS, knative_owned=False, namespaces=namespaces, chaos_labelled=namespaces)
+
+
+def test_the_host_cluster_renders_the_same_services_with_its_own_images() -> None:
+    for row_name in ROWS:
+        row = MATRIX.row(row_name)
+        spec, host = _host_rendered(row_name)
+        _, cloud = _rendered(row_name, "cloud")
+        hosts = {(d["kind"], d["metadata"]["name"]): d for d in host.documents()}
+        clouds = {(d["kind"], d["metadata"]["name"]): d for d in cloud.documents()}
+        assert set(hosts) == set(clouds)  # no NodePort: the host profile port-forwards, as cloud does
+        changed = {k for k in hosts if hosts[k] != clouds[k]}
+        assert changed == {("Namespace", ns) for ns in spec.harness_namespaces} | {
+            ("Deployment", "mlflow"), ("Deployment", "minio"), ("Job", "minio-buckets"), ("Deployment", "prometheus")}
+        mlflow = hosts[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0]
+        cloud_mlflow = clouds[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0]
+        assert mlflow["image"] == spec.tracking_image and mlflow["command"] == ["sh", "-ec"]
+        # the same server and flags; only the install before it is gone (the image holds the pins)
+        assert mlflow["args"][0].startswith("exec mlflow server") and "pip" not in mlflow["args"][0]
+        assert cloud_mlflow["args"][0].endswith(mlflow["args"][0]) and "pip install" in cloud_mlflow["args"][0]
+        assert {k: v for k, v in mlflow.items() if k not in ("image", "args")} == \
+            {k: v for k, v in cloud_mlflow.items() if k not in ("image", "args")}
+        s3 = hosts[("Deployment", "minio")]["spec"]["template"]["spec"]["containers"][0]
+        assert s3["image"] == spec.images["minio"] and s3["command"] == ["moto_server", "-H", "0.0.0.0", "-p", "9000"]
+        assert "args" not in s3 and s3["readinessProbe"]["httpGet"] == {"path": "/moto-api/", "port": 9000}
+        job = hosts[("Job", "minio-buckets")]["spec"]["template"]["spec"]["containers"][0]
+        assert job["image"] == spec.images["minio"] and job["command"] == ["python", "-c"]
+        compile(job["args"][0], "buckets.py", "exec")
+        assert '"mlflow-artifacts"' in job["args"][0] and '"seamcheck-data"' in job["args"][0]
+        prom = hosts[("Deployment", "prometheus")]["spec"]["template"]["spec"]["containers"][0]
+        assert prom["image"] == spec.images["prometheus"]
+        assert all(hosts[("Namespace", ns)]["metadata"]["labels"]["seamcheck.io/chaos"] == "allowed"
+                   for ns in spec.harness_namespaces)
+        for version in row.kubernetes:
+            for doc in (d for d in host.documents() if d["kind"] != "PrometheusRule"):
+                kubernetes_validate.validate(doc, version, strict=True)
+
+
 def test_prometheus_scrapes_queue_proxies_and_model_servers_with_isvc_and_revision_labels() -> None:
     spec, rendered = _rendered(MATRIX.default_row, "kind")
     config_map = next(d for d in rendered.documents() if d["kind"] == "ConfigMap" and

@@ -27,7 +27,8 @@ from harness.ports import LOOPBACK, free_port
 from harness.procs import ManagedProcess, run_checked
 from harness.serving.v2 import v2_outputs, v2_request
 
-pytestmark = pytest.mark.stack
+# The canary's faulty models are checked nightly, where the live canary judgements that use them run.
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 MODEL = "rc"
 READY_DEADLINE_S = 90.0

@@ -10,9 +10,9 @@ enforcing NetworkPolicy controller), with evidence from real Pods:
   that node is cordoned;
 * the cloud profile's discovery and version-mismatch report, run against this cluster.
 
-MLflow itself is not installed on this cluster yet (the serving stack is a later step): its Pod
-here is a STAND-IN with MLflow's labels and port, CoreDNS from the local image listening on 5000.
-The policy acts on labels and addresses, so what answers on the port does not change what it proves.
+The MLflow the policy cuts is the real one the host profile installs (the row's tracking server in
+seamcheck-system); the S3 store beside it, which must stay reachable, is its stand-in (moto's
+server behind the minio Service, harness/host/images.toml says why).
 """
 from __future__ import annotations
 
@@ -37,11 +37,9 @@ from harness.cluster.guard import ChaosGuard
 from harness.cluster.kfp import GPU_TOLERATION
 from harness.cluster.spec import CHAOS_ALLOWED, CHAOS_LABEL
 from harness.host.probe import tcp_probe
-from tests.host_fixtures import host, host_profile  # noqa: F401 (fixtures)
 from tests.kube import Recorder, wait_for
 
 PAUSE = "dev.local/seamcheck/pause:3.9"
-COREDNS = "dev.local/seamcheck/coredns:v1.11.3"
 MLFLOW_LABELS = {"app.kubernetes.io/name": "mlflow"}
 
 
@@ -86,24 +84,21 @@ def _pods(core: k8s.CoreV1Api, ns: str, selector: str) -> list[k8s.V1Pod]:
 
 
 # ------------------------------------------------------------------------------ NetworkPolicy
-def test_the_network_policy_fault_cuts_a_pipeline_pod_from_mlflow_and_lifting_it_restores_the_path(host) -> None:  # noqa: F811
-    core, apps = k8s.CoreV1Api(host.api), k8s.AppsV1Api(host.api)
+def test_the_network_policy_fault_cuts_a_pipeline_pod_from_mlflow_and_lifting_it_restores_the_path(host) -> None:
+    core = k8s.CoreV1Api(host.api)
     system, pipeline = host.spec.system_namespace, host.kfp_namespace
-    # MLflow's stand-in (see the module docstring) and a MinIO stand-in beside it, with Services.
-    for name, labels, port in (("mlflow", MLFLOW_LABELS, 5000), ("minio", {"app.kubernetes.io/name": "minio"}, 9000)):
-        apps.create_namespaced_deployment(system, _deployment(name, system, 1, labels=labels, image=COREDNS,
-                                                              args=[f"-dns.port={port}"], port=port))
-        core.create_namespaced_service(system, {"metadata": {"name": name}, "spec": {
-            "selector": labels, "ports": [{"port": port, "targetPort": port, "protocol": "TCP"}]}})
     core.create_namespaced_pod(pipeline, _pod("task", pipeline, labels={"pipeline/runid": "evidence"}))
     _running(core, pipeline, "task")
-    mlflow_pod = _wait("MLflow's stand-in Running", lambda: [p for p in _pods(core, system, "app.kubernetes.io/name=mlflow")
-                                                              if p.status.phase == "Running" and p.status.pod_ip])[0]
-    minio_pod = _wait("MinIO's stand-in Running", lambda: [p for p in _pods(core, system, "app.kubernetes.io/name=minio")
-                                                           if p.status.phase == "Running" and p.status.pod_ip])[0]
+
+    def ready(selector: str) -> list[k8s.V1Pod]:
+        return [p for p in _pods(core, system, selector) if p.status.phase == "Running" and p.status.pod_ip
+                and all(c.ready for c in p.status.container_statuses or [])]
+
+    mlflow_pod = _wait("MLflow ready", lambda: ready("app.kubernetes.io/name=mlflow"))[0]
+    s3_pod = _wait("the S3 store ready", lambda: ready("app.kubernetes.io/name=minio"))[0]
     targets = {"mlflow pod": (mlflow_pod.status.pod_ip, 5000),
                "mlflow service": (core.read_namespaced_service("mlflow", system).spec.cluster_ip, 5000),
-               "minio pod": (minio_pod.status.pod_ip, 9000)}
+               "minio pod": (s3_pod.status.pod_ip, 9000)}
     in_task = host.cluster.in_pod(pipeline, "task")
 
     def probe(key: str):
@@ -126,14 +121,11 @@ def test_the_network_policy_fault_cuts_a_pipeline_pod_from_mlflow_and_lifting_it
     print(json.dumps({"before": {k: p.describe() for k, p in before.items()},
                       "cut": {k: p.describe() for k, p in cut.items()}, "beside": beside.describe(),
                       "after": {k: p.describe() for k, p in after.items()}, "enforcer": host.cluster.enforcer}, indent=1))
-    for name in ("mlflow", "minio"):
-        apps.delete_namespaced_deployment(name, system)
-        core.delete_namespaced_service(name, system)
     core.delete_namespaced_pod("task", pipeline, grace_period_seconds=0)
 
 
 # ------------------------------------------------------------------------------ pods and scale
-def test_pod_kill_and_scale_faults_act_on_a_real_deployment_and_its_controllers_answer(host) -> None:  # noqa: F811
+def test_pod_kill_and_scale_faults_act_on_a_real_deployment_and_its_controllers_answer(host) -> None:
     core, apps = k8s.CoreV1Api(host.api), k8s.AppsV1Api(host.api)
     ns = host.namespace
     apps.create_namespaced_deployment(ns, _deployment("web", ns, 2))
@@ -158,7 +150,7 @@ def test_pod_kill_and_scale_faults_act_on_a_real_deployment_and_its_controllers_
 
 
 # ------------------------------------------------------------------------------ the chaos guard
-def test_the_chaos_guard_refuses_real_namespaces_before_anything_changes(host) -> None:  # noqa: F811
+def test_the_chaos_guard_refuses_real_namespaces_before_anything_changes(host) -> None:
     core, apps = k8s.CoreV1Api(host.api), k8s.AppsV1Api(host.api)
     core.create_namespace({"metadata": {"name": "team-prod", "labels": {CHAOS_LABEL: CHAOS_ALLOWED}}})
     core.create_namespace({"metadata": {"name": "team-dev"}})
@@ -192,7 +184,7 @@ def test_the_chaos_guard_refuses_real_namespaces_before_anything_changes(host) -
 
 
 # ------------------------------------------------------------------------------ GPU
-def _training_pod(host, name: str, *, toleration: bool = True) -> dict:  # noqa: F811
+def _training_pod(host, name: str, *, toleration: bool = True) -> dict:
     """The train task's pod as the host profile submits it: kind's fit (1 CPU, 2Gi; KFP makes limits
     requests too), the accelerator request, and the toleration the harness adds for it."""
     fit = {"cpu": host.fit["cpu"], "memory": f"{host.fit['memory_gib']}Gi", GPU_RESOURCE: "1"}
@@ -200,7 +192,7 @@ def _training_pod(host, name: str, *, toleration: bool = True) -> dict:  # noqa:
                 resources={"limits": fit, "requests": fit}, tolerations=[dict(GPU_TOLERATION)] if toleration else [])
 
 
-def test_the_gpu_node_looks_like_a_cloud_gpu_pool_and_its_kubelet_lists_the_fake_gpu(host) -> None:  # noqa: F811
+def test_the_gpu_node_looks_like_a_cloud_gpu_pool_and_its_kubelet_lists_the_fake_gpu(host) -> None:
     core = k8s.CoreV1Api(host.api)
     gpu = core.read_node(host.cluster.gpu_node_name)
     assert gpu_pool_problems(gpu) == []
@@ -210,7 +202,7 @@ def test_the_gpu_node_looks_like_a_cloud_gpu_pool_and_its_kubelet_lists_the_fake
     assert all(c.status == "True" for n in [gpu, *others] for c in n.status.conditions if c.type == "Ready")
 
 
-def test_the_fake_gpu_is_advertised_through_the_node_status_subresource_and_the_kubelet_lists_it(host) -> None:  # noqa: F811
+def test_the_fake_gpu_is_advertised_through_the_node_status_subresource_and_the_kubelet_lists_it(host) -> None:
     """advertise_fake_gpu's one JSON patch on the status subresource, then the GPU node's real kubelet
     copying the extended resource into allocatable (what kind-gpu relies on); a second call patches nothing."""
     from kubernetes import config as k8s_config
@@ -231,7 +223,7 @@ def test_the_fake_gpu_is_advertised_through_the_node_status_subresource_and_the_
     assert gpu_pool_problems(core.read_node(name)) == []  # the status patch touched status only
 
 
-def test_the_training_pod_lands_on_the_gpu_node_and_only_there(host) -> None:  # noqa: F811
+def test_the_training_pod_lands_on_the_gpu_node_and_only_there(host) -> None:
     core = k8s.CoreV1Api(host.api)
     ns = host.kfp_namespace
     core.create_namespaced_pod(ns, _training_pod(host, "train"))
@@ -258,7 +250,7 @@ def test_the_training_pod_lands_on_the_gpu_node_and_only_there(host) -> None:  #
             core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
 
 
-def test_the_training_pod_is_unschedulable_while_its_gpu_node_is_cordoned(host) -> None:  # noqa: F811
+def test_the_training_pod_is_unschedulable_while_its_gpu_node_is_cordoned(host) -> None:
     from kubernetes import config as k8s_config
 
     core = k8s.CoreV1Api(host.api)
@@ -284,7 +276,7 @@ def test_the_training_pod_is_unschedulable_while_its_gpu_node_is_cordoned(host) 
 
 
 # ------------------------------------------------------------------------------ cloud discovery
-def test_the_cloud_profiles_discovery_reads_this_cluster_and_reports_what_differs(host, monkeypatch) -> None:  # noqa: F811
+def test_the_cloud_profiles_discovery_reads_this_cluster_and_reports_what_differs(host, monkeypatch) -> None:
     import os
     from pathlib import Path
 

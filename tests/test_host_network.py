@@ -13,7 +13,7 @@ from kubernetes import client as k8s
 
 from harness.cluster.kfp import GPU_TOLERATION
 from harness.host.probe import tcp_probe
-from tests.host_fixtures import host, host_profile, running_pod  # noqa: F401 (fixtures)
+from tests.host_fixtures import running_pod
 
 #: The cluster's own address space: the nodes' links, the Pods, the Services.
 CLUSTER_CIDRS = [ipaddress.ip_network(c) for c in ("10.214.0.0/16", "10.244.0.0/16", "10.96.0.0/16")]
@@ -42,7 +42,7 @@ OUTSIDE = ["1.1.1.1", "8.8.8.8", "192.168.1.1", "172.16.0.1", "10.1.2.3", "100.6
 
 
 @pytest.fixture(scope="module")
-def probes(host):  # noqa: F811
+def probes(host):
     """A Pod on each node (the GPU node's tolerates its taint), Running; removed afterwards."""
     core = k8s.CoreV1Api(host.api)
     ns = host.namespace
@@ -67,7 +67,7 @@ def _routes(prefix: list[str]) -> list[dict]:
     return json.loads(out.stdout or "[]")
 
 
-def test_the_cluster_namespaces_have_no_default_route_out(host, probes) -> None:  # noqa: F811
+def test_the_cluster_namespaces_have_no_default_route_out(host, probes) -> None:
     for node in host.cluster.nodes:
         routes = _routes(node.netns.exec_argv())
         assert routes and not [r for r in routes if r["dst"] == "default"], (node.name, routes)
@@ -79,7 +79,7 @@ def test_the_cluster_namespaces_have_no_default_route_out(host, probes) -> None:
         assert gateways and all(ipaddress.ip_address(g) in CLUSTER_CIDRS[1] for g in gateways), (node, gateways)
 
 
-def test_a_probe_to_an_address_outside_the_cluster_fails_at_once(host, probes) -> None:  # noqa: F811
+def test_a_probe_to_an_address_outside_the_cluster_fails_at_once(host, probes) -> None:
     targets = OUTSIDE + _machine_addresses()
     results = {}
     for node in host.cluster.nodes:
@@ -96,7 +96,7 @@ def test_a_probe_to_an_address_outside_the_cluster_fails_at_once(host, probes) -
     print(json.dumps(results, indent=1))
 
 
-def test_a_service_address_nothing_answers_goes_nowhere(host, probes) -> None:  # noqa: F811
+def test_a_service_address_nothing_answers_goes_nowhere(host, probes) -> None:
     """An address of the Service CIDR that no Service has (as every ClusterIP is before kube-proxy
     writes its rules) is routed to the namespace's dead end, never to a default route."""
     for node, prefix in probes.items():
@@ -104,7 +104,7 @@ def test_a_service_address_nothing_answers_goes_nowhere(host, probes) -> None:  
         assert not probe.connected, (node, probe.describe())
 
 
-def test_the_machine_routes_and_filters_nothing_for_the_cluster(host) -> None:  # noqa: F811
+def test_the_machine_routes_and_filters_nothing_for_the_cluster(host) -> None:
     routes = _routes([])
     ours = [r for r in routes if r["dst"] != "default"  # "default" first: it is no network ip_network reads
             and any(ipaddress.ip_network(r["dst"]).subnet_of(c) for c in CLUSTER_CIDRS[1:])]

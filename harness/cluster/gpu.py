@@ -20,10 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from harness.cluster.errors import ClusterError
-from harness.cluster.waits import wait_until
+from harness.cluster.waits import delete_pod_now, wait_until
 
 __all__ = [
     "GPU_LABEL",
@@ -169,11 +168,7 @@ def unschedulable_when_cordoned(api: k8s.ApiClient, node: str, template: k8s.V1P
         seen = wait_until(verdict, what=f"the scheduler's verdict on {namespace}/{name} while {node} is cordoned",
                           deadline_s=deadline_s, interval_s=interval_s)
     finally:
-        try:
-            core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        delete_pod_now(core, namespace, name)
         core.patch_node(node, {"spec": {"unschedulable": was_unschedulable}})
         say(f"gpu check: {node} restored (unschedulable={was_unschedulable})")
     return {"node": node, "probe_pod": name, "unschedulable": "reason" in seen,

@@ -94,6 +94,12 @@ class ClusterSpec:
     service_subnet: str = "10.96.0.0/16"
     ingress_domain: str = INGRESS_DOMAIN
     ports: tuple[PortMapping, ...] = ()
+    #: An image that already holds the row's tracking pins (the host cluster's, which has no index to
+    #: install from); "" runs python:<python>-slim and pip-installs them at start, as kind and cloud do.
+    tracking_image: str = ""
+    #: What serves S3 behind the minio Service: "minio" (images.minio), or "moto", the host cluster's
+    #: stand-in (harness/host/images.toml says why), whose image also creates the buckets.
+    s3_server: str = "minio"
 
     # ---------------------------------------------------------------- derived
     @property
@@ -115,7 +121,7 @@ class ClusterSpec:
     def mlflow_image(self) -> str:
         # The tracking server runs the row's own pins (harness/matrix.toml tracking role) on the
         # row's Python, as the local profile does; no MLflow image carries boto3 for S3 artifacts.
-        return f"python:{self.python}-slim"
+        return self.tracking_image or f"python:{self.python}-slim"
 
     def urls(self) -> dict[str, str]:
         """Where each component installs from (users' CI has internet; this machine has not)."""

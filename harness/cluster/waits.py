@@ -13,7 +13,9 @@ from kubernetes.client.exceptions import ApiException
 from harness.cluster.errors import ClusterError, WaitTimeout
 
 __all__ = [
+    "delete_pod_now",
     "deployment_problems",
+    "pod_problems",
     "wait_crds_established",
     "wait_deployments_available",
     "wait_http",
@@ -99,8 +101,45 @@ def wait_deployments_available(api: k8s.ApiClient, namespace: str, *, deadline_s
         last = deployment_problems(deps)
         return None if last else sorted(d.metadata.name for d in deps)
 
+    def seen() -> str:
+        # At the deadline only: what the pods of each unavailable deployment say, and their last log lines.
+        stuck = [d for d in apps.list_namespaced_deployment(namespace).items
+                 if (not wanted or d.metadata.name in wanted) and deployment_problems([d])]
+        pods = [line for d in stuck for line in pod_problems(api, namespace, d.spec.selector.match_labels or {})]
+        return "; ".join(last) + ("".join(f"\n  {line}" for line in pods) if pods else "") if last else "nothing"
+
     return wait_until(check, what=what or f"deployments in {namespace} to be available", deadline_s=deadline_s,
-                      interval_s=interval_s, last_seen=lambda: "; ".join(last) or "nothing")
+                      interval_s=interval_s, last_seen=seen)
+
+
+def pod_problems(api: k8s.ApiClient, namespace: str, labels: dict[str, str], *, log_lines: int = 8) -> list[str]:
+    """Each not-ready pod with ``labels``: phase, every unready container's state and restarts, and the
+    last lines of its log (the previous run's when it restarted): what a timed-out wait shows."""
+    core = k8s.CoreV1Api(api)
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    out = []
+    for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+        statuses = (pod.status.container_statuses or []) if pod.status else []
+        unready = [c for c in statuses if not c.ready]
+        if statuses and not unready:
+            continue
+        out.append(f"pod {pod.metadata.name}: {pod.status.phase if pod.status else '?'}"
+                   + (f" on {pod.spec.node_name}" if pod.spec.node_name else " (not scheduled)"))
+        for c in unready:
+            state = c.state.waiting or c.state.terminated if c.state else None
+            what = f"{getattr(state, 'reason', None) or ('running, not ready' if c.state and c.state.running else '?')}"
+            if getattr(state, "message", None):
+                what += f": {state.message[:200]}"
+            if c.last_state and c.last_state.terminated:
+                what += f"; last exit {c.last_state.terminated.exit_code} ({c.last_state.terminated.reason})"
+            out.append(f"  container {c.name}: {what}; restarts {c.restart_count}")
+            try:
+                log = core.read_namespaced_pod_log(pod.metadata.name, namespace, container=c.name,
+                                                   tail_lines=log_lines, previous=c.restart_count > 0) or ""
+            except ApiException:
+                log = ""
+            out += [f"    | {line}" for line in log.splitlines()[-log_lines:]]
+    return out
 
 
 def wait_crds_established(api: k8s.ApiClient, names: Iterable[str], *, deadline_s: float,
@@ -163,3 +202,12 @@ def wait_http(url: str, *, what: str, deadline_s: float, expect: int = 200, inte
 
     wait_until(check, what=f"{what} (HTTP {expect} from {url})", deadline_s=deadline_s, interval_s=interval_s,
                last_seen=lambda: last["seen"])
+
+
+def delete_pod_now(core: k8s.CoreV1Api, namespace: str, name: str) -> None:
+    """Delete a Pod the harness made for one look (a probe), without grace; one already gone is fine."""
+    try:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

@@ -19,15 +19,15 @@ import struct
 import sys
 import tarfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.host import cache as hcache
 
-__all__ = ["IMAGES_FILE", "ImageSpec", "debian_file", "file_key", "load_images", "local_name", "write_image",
-           "write_images"]
+__all__ = ["IMAGES_FILE", "ImageSpec", "debian_file", "file_key", "image_config", "load_images", "local_name",
+           "static_base_files", "write_archive", "write_image", "write_images"]
 
 IMAGES_FILE = Path(__file__).with_name("images.toml")
 _CAPS = {"net_bind_service": 10, "net_admin": 12, "net_raw": 13}
@@ -140,7 +140,7 @@ def _capability_xattr(caps: list[str]) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _static_base() -> list[tuple[str, bytes | None, int]]:
+def static_base_files() -> list[tuple[str, bytes | None, int]]:
     """(path, content or None for a folder, mode): what distroless/static gives a static binary."""
     passwd = ("root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
               "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")
@@ -153,7 +153,7 @@ def _static_base() -> list[tuple[str, bytes | None, int]]:
 def _layer(spec: ImageSpec, binaries: Mapping[str, Path]) -> bytes:
     entries: list[tuple[str, bytes | None, int, dict[str, str], tuple[int, int]]] = []
     if spec.base == "static":
-        for path, data, mode in _static_base():
+        for path, data, mode in static_base_files():
             owner = (65532, 65532) if path == "home/nonroot" else (0, 0)
             entries.append((path, data, mode, {}, owner))
     for f in spec.files:
@@ -182,27 +182,13 @@ def _layer(spec: ImageSpec, binaries: Mapping[str, Path]) -> bytes:
     return buf.getvalue()
 
 
-def _blob(blobs: dict[str, bytes], data: bytes) -> dict[str, Any]:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    blobs[digest] = data
-    return {"digest": digest, "size": len(data)}
-
-
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_image(spec: ImageSpec, binaries: Mapping[str, Path], out: Path) -> Path:
-    """Write ``spec``'s OCI archive to ``out`` (atomically); ``binaries`` maps "component/binary" -> file."""
-    missing = [k for k in (file_key(f) for f in spec.files) if k not in binaries]
-    if missing:
-        raise ImageError(f"image {spec.name}: no binary for {missing}; build it: python -m harness.host.build "
-                         f"{' '.join(k.split('/')[0] for k in missing)}")
-    layer_tar = _layer(spec, binaries)
-    layer_gz = gzip.compress(layer_tar, compresslevel=9, mtime=0)
-    blobs: dict[str, bytes] = {}
-    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(blobs, layer_gz)}
-    config: dict[str, Any] = {"Env": list(spec.env)}
+def image_config(spec: ImageSpec, *, env: Sequence[str] | None = None) -> dict[str, Any]:
+    """The OCI config's ``config`` object of ``spec`` (entrypoint, cmd, user, ports, env, labels)."""
+    config: dict[str, Any] = {"Env": list(env if env is not None else spec.env)}
     if spec.entrypoint:
         config["Entrypoint"] = list(spec.entrypoint)
     if spec.cmd:
@@ -212,22 +198,45 @@ def write_image(spec: ImageSpec, binaries: Mapping[str, Path], out: Path) -> Pat
     if spec.ports:
         config["ExposedPorts"] = {p: {} for p in spec.ports}
     config["Labels"] = {"dev.seamcheck.upstream": spec.upstream, "dev.seamcheck.source": spec.source}
-    image_config = {
-        "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z", "config": config,
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]},
-        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": f"seamcheck harness/host/images.py ({spec.name})"}],
+    return config
+
+
+def write_archive(out: Path, *, local: str, config: Mapping[str, Any], layer: bytes | Path, media_type: str,
+                  diff_id: str, created_by: str) -> Path:
+    """An OCI image-layout archive of one layer (bytes, or a file too big for memory) at ``out``,
+    written atomically, named ``local`` for ``ctr images import``."""
+    blobs: dict[str, bytes | Path] = {}
+
+    def blob(data: bytes | Path) -> dict[str, Any]:
+        if isinstance(data, Path):
+            sha, size = hashlib.sha256(), 0
+            with data.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    sha.update(chunk)
+                    size += len(chunk)
+            digest = "sha256:" + sha.hexdigest()
+        else:
+            digest, size = "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
+        blobs[digest] = data
+        return {"digest": digest, "size": size}
+
+    layer_desc = {"mediaType": media_type, **blob(layer)}
+    image = {
+        "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z", "config": dict(config),
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": created_by}],
     }
-    cfg = {"mediaType": "application/vnd.oci.image.config.v1+json", **_blob(blobs, _json(image_config))}
+    cfg = {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(_json(image))}
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cfg,
-                "layers": [layer]}
-    man = _blob(blobs, _json(manifest))
+                "layers": [layer_desc]}
+    man = blob(_json(manifest))
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", **man,
         "platform": {"architecture": "amd64", "os": "linux"},
-        "annotations": {"io.containerd.image.name": spec.local,
-                        "org.opencontainers.image.ref.name": spec.local.rsplit(":", 1)[1]}}]}
-    files = {"oci-layout": _json({"imageLayoutVersion": "1.0.0"}), "index.json": _json(index),
-             **{f"blobs/sha256/{d.split(':', 1)[1]}": data for d, data in blobs.items()}}
+        "annotations": {"io.containerd.image.name": local,
+                        "org.opencontainers.image.ref.name": local.rsplit(":", 1)[1]}}]}
+    files: dict[str, bytes | Path] = {"oci-layout": _json({"imageLayoutVersion": "1.0.0"}), "index.json": _json(index),
+                                      **{f"blobs/sha256/{d.split(':', 1)[1]}": data for d, data in blobs.items()}}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -237,10 +246,30 @@ def write_image(spec: ImageSpec, binaries: Mapping[str, Path], out: Path) -> Pat
             tar.addfile(info)
         for name in sorted(files):
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(files[name]), 0o644, 0
-            tar.addfile(info, io.BytesIO(files[name]))
+            info.mode, info.mtime = 0o644, 0
+            data = files[name]
+            if isinstance(data, Path):
+                info.size = data.stat().st_size
+                with data.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
     os.replace(tmp, out)
     return out
+
+
+def write_image(spec: ImageSpec, binaries: Mapping[str, Path], out: Path) -> Path:
+    """Write ``spec``'s OCI archive to ``out`` (atomically); ``binaries`` maps "component/binary" -> file."""
+    missing = [k for k in (file_key(f) for f in spec.files) if k not in binaries]
+    if missing:
+        raise ImageError(f"image {spec.name}: no binary for {missing}; build it: python -m harness.host.build "
+                         f"{' '.join(k.split('/')[0] for k in missing)}")
+    layer_tar = _layer(spec, binaries)
+    return write_archive(out, local=spec.local, config=image_config(spec), layer=gzip.compress(layer_tar, 9, mtime=0),
+                         media_type="application/vnd.oci.image.layer.v1.tar+gzip",
+                         diff_id="sha256:" + hashlib.sha256(layer_tar).hexdigest(),
+                         created_by=f"seamcheck harness/host/images.py ({spec.name})")
 
 
 def write_images(names: list[str] | None = None, *, root: Path | None = None) -> dict[str, Path]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from harness.host.mountns import CONTAINERD_PATHS, KUBELET_PATHS, claim_mountpoi
 from harness.host.netns import NodeNetns
 from harness.host.netpol import kube_router_argv
 from harness.ledger import ledger
-from harness.procs import ManagedProcess, run_command
+from harness.procs import ComponentFailed, ManagedProcess, log_tail, run_command
 
 __all__ = ["CGROUP_ROOT", "HostNode"]
 
@@ -135,13 +135,25 @@ state = "{d}/state"
             binds.append((own, path))
         proc = self._start("containerd", private_argv(
             binds, [str(ctd_bin / "containerd"), "--config", str(d / "config.toml")]), env=env)
-        ctr = [str(ctd_bin / "ctr"), "--address", str(d / "containerd.sock"), "--namespace", "k8s.io"]
+        ctr = self.ctr()
         self._timed("containerd answering", proc,
                     lambda: run_command([*ctr, "version"], what="ctr version", timeout=20, env=env).returncode == 0, 60)
-        for archive in archives.values():
-            out = run_command([*ctr, "images", "import", str(archive)], what="ctr images import", timeout=180, env=env)
+        self.import_images(archives.values())
+
+    def ctr(self) -> list[str]:
+        """containerd's own client, on this node's socket and the namespace the CRI plugin uses."""
+        return [self.bin("containerd", "ctr"), "--address", str(self.containerd_socket), "--namespace", "k8s.io"]
+
+    def import_images(self, archives: Iterable[Path], *, timeout_s: float = 300) -> None:
+        """Import OCI archives into this node's containerd: its kubelet finds them there and never pulls
+        (local names, no `latest`). Also for a kept cluster's node (no process of ours runs it)."""
+        for archive in archives:
+            out = run_command([*self.ctr(), "images", "import", str(archive)], what="ctr images import",
+                              timeout=timeout_s)
             if out.returncode != 0:
-                raise proc.failure(f"ctr images import {archive}: {out.stderr.strip()[-400:]}")
+                log = self.work / "logs" / "containerd.log"
+                raise ComponentFailed(f"containerd ({self.name}): ctr images import {archive}: "
+                                      f"{out.stderr.strip()[-400:]}; last lines of {log}:\n{log_tail(log)}")
 
     def _sysctl_masks(self) -> list[tuple[Path, str]]:
         """(file, /proc/sys path) for each kernel setting the kubelet would change on the host.

@@ -173,6 +173,22 @@ def recipes(versions: HostVersions) -> dict[str, Recipe]:
                                   "github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate": krt_date})),),
         upstream=f"Makefile@{krt.tag} (kube-router target)")
 
+    prom = versions.component("prometheus")
+    # .promu.yml: tags netgo,builtinassets,stringlabels and -X github.com/prometheus/common/version.* stamps.
+    # builtinassets embeds the React UI, which `make assets` builds with npm and no module zip holds: without
+    # the tag the binary is the same server (API, scraping, rules) whose web UI pages answer 404.
+    prom_date = prom.date.replace("-", "").replace("T", "-").rstrip("Z")  # promu's "20060102-15:04:05"
+    out["prometheus"] = Recipe(
+        name="prometheus", module="github.com/prometheus/prometheus", version=f"v0.{prom.version.split('.', 1)[1]}",
+        wrapper="prometheus",
+        steps=(GoStep(packages=("github.com/prometheus/prometheus/cmd/prometheus",), outputs=("prometheus",),
+                      tags=("netgo", "stringlabels"),
+                      ldflags=_x({"github.com/prometheus/common/version.Version": prom.version,
+                                  "github.com/prometheus/common/version.Branch": "HEAD",
+                                  "github.com/prometheus/common/version.BuildUser": "seamcheck@host-build",
+                                  "github.com/prometheus/common/version.BuildDate": prom_date})),),
+        upstream=f".promu.yml@v{prom.version} (tags netgo,stringlabels; builtinassets left out: no UI assets)")
+
     pause = versions.component("pause")
     # build/pause/Makefile: CFLAGS = -Os -Wall -Werror -static -DVERSION=v$(TAG)-$(REV), then strip;
     # REV is `git describe --contains` of the tree, here the kubernetes tag it is taken from.
@@ -193,7 +209,7 @@ def recipes(versions: HostVersions) -> dict[str, Recipe]:
 
 #: Component names in build order (cheap first, so a broken toolchain shows before the long one).
 DEFAULT_COMPONENTS = ("pause", "cni-plugins", "runc", "kube-network-policies", "coredns", "etcd", "containerd",
-                      "kubernetes", "kubelet", "kube-router")
+                      "kubernetes", "kubelet", "kube-router", "prometheus")
 
 #: A binary's name also names its component on the command line.
 ALIASES = {

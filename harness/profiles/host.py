@@ -7,21 +7,32 @@ Lifecycle, as the kind profile's: a cluster kept by an earlier run (``--keep-clu
 and removed at teardown (pass, fail, Ctrl-C, SIGTERM; the cluster's own ledger reaper after a kill),
 unless ``--keep-cluster`` keeps it for the next run.
 
-What runs on it today: the cluster profiles' own claims (faults behind the chaos guard, GPU
-placement, discovery). The serving stack (Knative Serving, KServe, KFP, the harness's MLflow) is not
-installed yet, so the conformance, canary and chaos suites skip here with one line saying so
-(``suite_skip_reason``); the endpoints those suites read raise the same reason.
+What runs on it today: the harness's own services in ``seamcheck-system``, installed from the
+templates the kind profile applies (harness/cluster/manifests/stack/) by the same install step, with
+images made on this machine (harness/host/service_images.py): MLflow with the row's tracking pins
+(its role environment), an S3 store behind the ``minio`` Service (moto's server: a stand-in, see
+harness/host/images.toml for why MinIO cannot be built here) and Prometheus; and the cluster profiles'
+own claims on them (faults behind the chaos guard, the NetworkPolicy cut proved by a real pod, GPU
+placement, discovery). The serving stack (Knative Serving, KServe, KFP) is not installed yet, so the
+conformance, canary and chaos suites skip here with one line saying so (``suite_skip_reason``); the
+endpoints only those suites read raise the same reason.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from harness.cluster.commands import Kubectl
 from harness.cluster.errors import ClusterError
 from harness.cluster.faults import ClusterFaults
 from harness.cluster.guard import ChaosGuard
+from harness.cluster.install import install_plan, run_plan
+from harness.cluster.path_probe import pod_path_probe
+from harness.cluster.portforward import PortForwards
+from harness.cluster.render import render_manifests
 from harness.cluster.spec import ClusterSpec, cluster_spec
+from harness.cluster.waits import wait_http
 from harness.errors import ProfileError
 from harness.host.preflight import preflight_machine
 from harness.matrix import Row
@@ -29,11 +40,15 @@ from harness.profiles.base import PipelineRun
 from harness.profiles.cluster import ClusterProfile, api_client
 from harness.settings import StackConfig
 
-__all__ = ["NOT_INSTALLED", "HostProfile", "preflight"]
+__all__ = ["NOT_INSTALLED", "SERVICE_IMAGES", "HostProfile", "preflight"]
 
 #: Why the suites that need the serving stack skip on `host` (one line).
-NOT_INSTALLED = ("the host cluster has no serving stack yet (Knative Serving, KServe, KFP and the harness's MLflow "
-                 "are installed on it in a later step); run this suite on local, kind or cloud")
+NOT_INSTALLED = ("the host cluster has the harness's MLflow, S3 store and Prometheus but no serving stack yet "
+                 "(Knative Serving, KServe and KFP are installed on it in a later step); run this suite on local, "
+                 "kind or cloud")
+#: The services' images made from role environments (harness/host/images.toml [services.*]); Prometheus's
+#: is [images.prometheus], the static binary built from the Go module proxy.
+SERVICE_IMAGES = ("mlflow", "s3")
 def host_spec(config: StackConfig, row: Row) -> ClusterSpec:
     from harness.host.versions import load_host_versions
 
@@ -58,6 +73,8 @@ class HostProfile(ClusterProfile):
         super().__init__(config, row, host_spec(config, row), progress=progress)
         self.cluster: Any = None  # harness.host.cluster.HostCluster
         self.created = False
+        self.forwards: PortForwards | None = None
+        self.service_images: dict[str, Any] = {}  # name -> harness.host.service_images.ServiceImage
 
     @classmethod
     def preflight(cls, config: StackConfig, row: Row) -> None:
@@ -69,7 +86,9 @@ class HostProfile(ClusterProfile):
 
     @classmethod
     def check_capacity(cls, config: StackConfig, row: Row, suites: frozenset[str]) -> None:
-        return None  # nothing is installed on it yet: the suites that would need room skip
+        # Only the harness's three small services run on it (350 MiB of requests on this machine's own
+        # memory); the suites that would need room skip until the serving stack is installed.
+        return None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -82,12 +101,68 @@ class HostProfile(ClusterProfile):
         self.cluster_versions.update(nodes=[n.name for n in self.cluster.nodes], enforcer=self.cluster.enforcer,
                                      network_policy=self.cluster.network_policy or "enforced",
                                      reused=not self.created)
-        self.guard = ChaosGuard.of(self.api, self._chaos_namespaces(), cluster=self._cluster_label())
-        self.faults = ClusterFaults(self.api, self.guard, self.say, kubectl=self.kubectl.argv)
         self._timings.update({f"cluster[{k}]": round(v, 2) for k, v in self.cluster.timings.items()})
+        self._install_services()
+        self.guard = ChaosGuard.of(self.api, self._chaos_namespaces(), cluster=self._cluster_label())
+        self.faults = ClusterFaults(self.api, self.guard, self.say, kubectl=self.kubectl.argv,
+                                    path_probe=pod_path_probe(self.api, self.spec.mlflow_image, say=self.say))
         self._timings["stack_start_s"] = time.monotonic() - started
         self.say(f"host cluster ready in {self._timings['stack_start_s']:.0f}s ({self.cluster.server}; "
-                 f"{'reused' if not self.created else 'started'}; serving stack not installed yet)")
+                 f"{'reused' if not self.created else 'started'}; MLflow {self.row.mlflow}, S3 (stand-in), "
+                 "Prometheus installed; serving stack not installed yet)")
+
+    def _install_services(self) -> None:
+        """The harness's services, as the kind profile installs them: images onto the nodes that run
+        them, the templates rendered for this cluster, the install step's waits, then port-forwards."""
+        import time
+
+        from harness.host.images import load_images, write_images
+        from harness.host.service_images import service_images
+
+        t0 = time.monotonic()
+        images = service_images(self.row, list(SERVICE_IMAGES), env_cache=self.config.env_cache, progress=self.say)
+        self.service_images = images
+        prometheus = load_images()["prometheus"].local
+        archives = [i.archive for i in images.values()] + [write_images(["prometheus"])["prometheus"]]
+        # Only nodes without taints run them (the GPU node's taint keeps every service off it).
+        nodes = [n for n in self.cluster.nodes if not n.taints]
+        for node in nodes:
+            node.import_images(archives)
+        self._timings["images_s"] = time.monotonic() - t0
+        self.say(f"host: service images imported on {', '.join(n.name for n in nodes)} in "
+                 f"{self._timings['images_s']:.0f}s ({', '.join(i.ref for i in images.values())}, {prometheus})")
+        self.spec = replace(self.spec, tracking_image=images["mlflow"].ref, s3_server="moto",
+                            images={**self.spec.images, "minio": images["s3"].ref, "prometheus": prometheus})
+        self.s3 = self._s3_credentials()
+        namespaces = list(self.spec.harness_namespaces)
+        # The cluster is the harness's own (as kind's): its namespaces are open to chaos unless narrowed.
+        manifests = render_manifests(self.spec, self.s3, knative_owned=False, namespaces=namespaces,
+                                     chaos_labelled=self.config.chaos_namespaces or namespaces)
+        (self.state / "manifests").mkdir(exist_ok=True)
+        for stem in manifests.files:
+            (self.state / "manifests" / f"{stem}.yaml").write_text(manifests.text(stem))
+        steps = install_plan(self.spec, self.kubectl, self.api, manifests, components=["seamcheck"])
+        t1 = time.monotonic()
+        self._timings.update({f"install_s[{k}]": v for k, v in run_plan(steps, self.say).items()})
+        self._timings["install_s"] = time.monotonic() - t1
+        self.forwards = PortForwards(self.kubectl, self.registry, self.state / "logs")
+        ns = self.spec.system_namespace
+        self.endpoints = {"mlflow": self.forwards.add("mlflow", ns, "svc/mlflow", 5000).url,
+                          "minio": self.forwards.add("minio", ns, "svc/minio", 9000).url,
+                          "prometheus": self.forwards.add("prometheus", ns, "svc/prometheus", 9090).url}
+        self._wait_services()
+
+    def _wait_services(self) -> None:
+        deadline = self.config.component_deadline_s
+        wait_http(f"{self.endpoints['mlflow']}/health", what=f"MLflow {self.row.mlflow}", deadline_s=deadline)
+        wait_http(f"{self.endpoints['prometheus']}/-/ready", what="Prometheus", deadline_s=deadline)
+        wait_http(f"{self.endpoints['minio']}/moto-api/", what="the S3 store (moto, MinIO's stand-in)",
+                  deadline_s=deadline)
+
+    def _stop_processes(self) -> None:
+        if self.forwards is not None:
+            self.forwards.close()
+        super()._stop_processes()
 
     def _connect(self) -> None:
         from harness.host.cluster import HostCluster
@@ -126,14 +201,6 @@ class HostProfile(ClusterProfile):
             self.cluster.stop()
 
     # ------------------------------------------------------------ what needs the serving stack
-    @property
-    def tracking_uri(self) -> str:
-        raise ProfileError(NOT_INSTALLED)
-
-    @property
-    def prometheus_url(self) -> str:
-        raise ProfileError(NOT_INSTALLED)
-
     def run_pipeline(self, params: dict[str, Any], *, name: str) -> PipelineRun:
         raise ProfileError(NOT_INSTALLED)
 
@@ -148,4 +215,8 @@ class HostProfile(ClusterProfile):
         out = super().versions()
         if self.cluster is not None:
             out["cluster"]["kubernetes_host"] = self.spec.kubernetes
+        # Which image stands for which upstream one; a stand-in says it is one (and why, in images.toml).
+        out["cluster"]["service_images"] = {
+            name: {"upstream": image.spec.upstream, "local": image.ref, **({"fake": True} if image.fake else {})}
+            for name, image in self.service_images.items()}
         return out

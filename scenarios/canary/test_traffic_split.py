@@ -13,7 +13,8 @@ from harness.pipeline.dataset import holdout_rows
 from harness.serving.rollout import promote, rollback, split_of, start_canary
 from harness.serving.v2 import v2_request
 
-pytestmark = [pytest.mark.canary, pytest.mark.stack]
+# Nightly with every live canary judgement (docs/canary.md): two minutes of load on two cores.
+pytestmark = [pytest.mark.canary, pytest.mark.stack, pytest.mark.slow]
 
 REQUESTS = 1000
 
