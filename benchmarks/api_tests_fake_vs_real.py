@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MODULES = ("tests/test_cluster_api.py", "tests/test_cluster_cloud.py", "tests/test_canary_faults.py",
            "tests/test_capacity.py", "tests/test_cluster_install.py")
-_SUMMARY = re.compile(r"=+ (.*) in ([\d.]+)s")
+_SUMMARY = re.compile(r"^(?:=+ )?(\d+ \w+.*?) in ([\d.]+)s")
 
 
 def run(tree: Path, module: str) -> dict:
