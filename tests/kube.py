@@ -149,9 +149,12 @@ class Scratch:
             for api_version, kind in (*_NAMESPACED, *self.custom):
                 try:
                     res = _resource(self.api, api_version, kind)
-                except ResourceNotFoundError:
-                    continue  # a custom kind this server does not serve
-                for item in res.get(namespace=ns).items:
+                    items = res.get(namespace=ns).items
+                except (ResourceNotFoundError, NotFoundError):
+                    # a custom kind this server does not serve (a 404 where the client's discovery cache,
+                    # kept in a file per server address, still lists a CRD an earlier server had)
+                    continue
+                for item in items:
                     try:
                         res.delete(name=item.metadata.name, namespace=ns, grace_period_seconds=0)
                     except NotFoundError:
