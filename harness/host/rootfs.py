@@ -16,6 +16,7 @@ It is written straight to a file (the venvs are hundreds of MB), hashing as it g
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import stat
@@ -205,7 +206,7 @@ def write_layer(out: Path, *, trees: Sequence[Path] = (), programs: Sequence[Pat
                     tar.addfile(info)
                 elif kind == "bytes":
                     info.size = len(source)
-                    tar.addfile(info, _bytes_reader(source))
+                    tar.addfile(info, io.BytesIO(source))
                 else:
                     st = source.stat()
                     ident = (st.st_dev, st.st_ino)
@@ -221,9 +222,3 @@ def write_layer(out: Path, *, trees: Sequence[Path] = (), programs: Sequence[Pat
         digest, size = sink.sha.hexdigest(), sink.size
     os.replace(tmp, out)
     return Layer(out, f"sha256:{digest}", size, count, tuple(str(p) for p in libraries), tuple(missing))
-
-
-def _bytes_reader(data: bytes):
-    import io
-
-    return io.BytesIO(data)

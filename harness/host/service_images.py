@@ -67,10 +67,6 @@ class ServiceImage:
     def fake(self) -> bool:
         return bool(self.spec.fake)
 
-    def bin(self, name: str) -> str:
-        """A program of the image's environment, by its path in the image."""
-        return str(self.env.bin(name))
-
 
 def load_services(path: Path = IMAGES_FILE) -> dict[str, ServiceSpec]:
     raw = tomllib.loads(path.read_text()).get("services")
