@@ -252,3 +252,38 @@ def test_every_program_the_harness_starts_goes_through_procs() -> None:
                                        "spawnv", "execv", "posix_spawn"):
                 offenders.append(f"{rel}:{node.lineno} {node.func.value.id}.{node.func.attr}")
     assert offenders == []
+
+
+@pytest.mark.skipif(not ROOT or not Path("/sys/fs/cgroup/unified").is_dir(),
+                    reason="needs root and the unified cgroup hierarchy")
+def test_a_cgroup_still_being_filled_is_removed() -> None:
+    """A pod's cgroup as the reaper can find it after a SIGKILL: a runtime outside the tree (runc,
+    say, not yet swept) still makes container cgroups in it and starts processes there for a
+    moment. One pass (list, kill, rmdir) meets a folder made after its walk and the rmdir answers
+    EBUSY; the undo retries, killing and removing again, until the tree is gone."""
+    from harness.ledger.undo import undo_cgroup
+
+    root = Path(f"/sys/fs/cgroup/unified/seamcheck-test-{os.getpid()}")
+    pods = root / "kubepods" / "burstable"
+    pods.mkdir(parents=True)
+    # For 1.5 s, every 10 ms: a new container cgroup with a sleeping process in it.
+    script = (f"end=$(($(date +%s%N) + 1500000000)); n=0; while [ $(date +%s%N) -lt $end ]; do "
+              f"n=$((n+1)); mkdir -p {pods}/c$n && sh -c 'echo $$ > {pods}/c'$n'/cgroup.procs; exec sleep 60' & "
+              "sleep 0.01; done")
+    runtime = subprocess.Popen(["sh", "-c", script],
+        stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not any(pods.glob("c*/cgroup.procs")) or not (pods / "c1" / "cgroup.procs").read_text().split():
+            assert time.monotonic() < deadline, "the stand-in runtime never started a process in its cgroup"
+            time.sleep(0.02)
+        assert undo_cgroup({"path": str(root)}) == 1
+        assert not root.exists()
+    finally:
+        runtime.kill()
+        runtime.wait(timeout=10)
+        if root.exists():
+            for pid in (int(x) for f in root.rglob("cgroup.procs") for x in f.read_text().split()):
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            subprocess.run(["find", str(root), "-depth", "-type", "d", "-delete"], timeout=20, check=False)

@@ -207,28 +207,50 @@ def _cgroup_pids(root: Path) -> list[int]:
     return pids
 
 
-def undo_cgroup(what: dict, deadline_s: float = 10.0) -> int:
-    """Kill every process in the cgroup's subtree (membership is the proof it is the run's: a
-    process cannot leave a cgroup on its own), then remove the folders, deepest first."""
-    root = Path(what["path"])
-    if not root.is_dir():
-        return 0
-    end = time.monotonic() + deadline_s
-    while pids := _cgroup_pids(root):
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if time.monotonic() > end:
-            raise RuntimeError(f"cgroup {root} still holds pids {pids[:5]} after {deadline_s:.0f}s")
-        time.sleep(0.05)
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _remove_tree(root: Path) -> OSError | None:
+    """Remove the cgroup folders deepest first; return the first refusal, if any."""
+    refusal = None
     for folder, _dirs, _files in sorted(os.walk(root), key=lambda w: w[0].count("/"), reverse=True):
         try:
             os.rmdir(folder)
         except FileNotFoundError:
             pass
-    return 1
+        except OSError as exc:
+            refusal = refusal or exc
+    return refusal
+
+
+def undo_cgroup(what: dict, deadline_s: float = 10.0) -> int:
+    """Kill every process in the cgroup's subtree (membership is the proof it is the run's: a
+    process cannot leave a cgroup on its own), then remove the folders, deepest first.
+
+    Removal is retried until the deadline: a killed process leaves ``cgroup.procs`` before the
+    kernel lets its cgroup go (rmdir answers EBUSY for a short while after the last task exits,
+    and a runc being killed can still make a child cgroup), so an empty ``cgroup.procs`` is not
+    yet a removable cgroup."""
+    root = Path(what["path"])
+    if not root.is_dir():
+        return 0
+    end = time.monotonic() + deadline_s
+    while True:
+        pids = _cgroup_pids(root)
+        _kill_all(pids)
+        refusal = _remove_tree(root) if not pids else None
+        if not root.exists():
+            return 1
+        if time.monotonic() > end:
+            if pids:
+                raise RuntimeError(f"cgroup {root} still holds pids {pids[:5]} after {deadline_s:.0f}s")
+            raise RuntimeError(f"cgroup {root} not removable after {deadline_s:.0f}s: {refusal}")
+        time.sleep(0.05)
 
 
 def _netns_exists(name: str) -> bool:
