@@ -24,10 +24,9 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import pandas as pd
 import requests
 
 from harness.errors import StackError
@@ -36,6 +35,9 @@ from harness.local.haproxy import SERVED_BY_HEADER, revision_of
 from harness.local.reconcile import TAG_ROUTING_ANNOTATION
 from harness.serving.isvc import predictor_status
 from harness.serving.v2 import v2_request
+
+if TYPE_CHECKING:  # pandas takes 0.4 s to import; here it is only a type
+    import pandas as pd
 
 __all__ = ["TAG_ROUTING", "Answer", "ProbeRoute", "ProbeRouteMissing", "ProbeRunner", "RowComparison",
            "compare_answers", "probe_routes", "read_answer"]

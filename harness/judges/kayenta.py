@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
 
 from harness.judges.base import Decision, JudgeConfig, Reading, RevisionReading, Verdict
 
@@ -135,6 +134,8 @@ class MannWhitneyResult:
 
 def _u_statistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(U of x, tie term sum(t^3 - t)) of the pooled sample, average ranks for ties."""
+    from scipy import stats  # here, not at the top: scipy takes a second and most sessions judge nothing
+
     pooled = np.concatenate([x, y])
     ranks = stats.rankdata(pooled)
     _, ties = np.unique(pooled, return_counts=True)
@@ -157,11 +158,15 @@ def _brent(fn: Any, lo: float, hi: float, f_lo: float, f_hi: float) -> float:
         return lo
     if f_hi == 0:
         return hi
+    from scipy import optimize
+
     return float(optimize.brentq(fn, lo, hi, xtol=_BRENT_TOLERANCE, maxiter=1000))
 
 
 def mann_whitney(x: np.ndarray, y: np.ndarray, confidence_level: float) -> MannWhitneyResult:
     """The confidence interval and Hodges-Lehmann estimate of the shift x - y (MannWhitney.scala)."""
+    from scipy import stats
+
     alpha = 1 - confidence_level
     mu_min, mu_max = float(x.min() - y.max()), float(x.max() - y.min())
     z = float(stats.norm.ppf(alpha / 2))  # negative

@@ -16,15 +16,17 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import requests
 
 from harness.envs import RoleEnv
 from harness.ports import LOOPBACK, free_port
 from harness.procs import ComponentFailed, ManagedProcess, ProcessRegistry
 from harness.serving.v2 import v2_request
+
+if TYPE_CHECKING:  # pandas takes 0.4 s to import; here it is only a type
+    import pandas as pd
 
 __all__ = ["InferResult", "ServerLoadResult", "ModelServer", "runtime_lines"]
 

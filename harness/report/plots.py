@@ -10,13 +10,8 @@ import io
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")  # no display: a CI machine or a worker thread has none
-
-import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
 
 __all__ = ["canary_figure", "chaos_figure", "trend_figure"]
 
@@ -27,10 +22,24 @@ COLOURS = {"canary": "#d95f02", "stable": "#1b9e77", "5xx": "#d7191c", "ok": "#7
 _JUDGE_STYLES = ("-", "--", ":", "-.")
 
 
+
+@cache
+def _pyplot() -> Any:
+    """matplotlib's pyplot, imported on the first figure: it takes half a second, and a pytest
+    session that draws nothing (most inner sessions of the tests) should not pay it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: a CI machine or a worker thread has none
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _svg(fig: Any, salt: str) -> str:
     """The figure as SVG text: no date in it (the same data makes the same page) and its ids
     salted with what it draws (unique on the page, the same every time)."""
     out = io.StringIO()
+    plt = _pyplot()
     with plt.rc_context({"svg.hashsalt": f"seamcheck-{salt}", "svg.fonttype": "none"}):
         fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
@@ -53,6 +62,7 @@ def canary_figure(timeline: Mapping[str, Any]) -> str:
     its bounds; every judge's decision time is a vertical line on each panel."""
     readings = timeline.get("readings") or []
     t = [r["t_s"] for r in readings]
+    plt = _pyplot()
     fig, axes = plt.subplots(4, 1, figsize=(9, 8.4), sharex=True, height_ratios=(1.2, 0.8, 1, 1.2))
     ax_req, ax_split, ax_p99, ax_llr = axes
     for role in ("canary", "stable"):
@@ -128,6 +138,7 @@ def chaos_figure(timeline: Mapping[str, Any]) -> str:
     """Locust's requests per second by outcome, stacked, for every load of the experiment, with
     its activities as vertical lines (fault, lift, rollout, rollback) and active alerts shaded."""
     loads = timeline.get("loads") or []
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.6))
     totals: dict[float, dict[str, float]] = {}
     for load in loads:
@@ -167,6 +178,7 @@ def chaos_figure(timeline: Mapping[str, Any]) -> str:
 def trend_figure(series: Mapping[str, Sequence[float | None]], runs: Sequence[str], *, ylabel: str,
                  title: str) -> str:
     """One line per series (a judge on a scenario, a suite) across the runs, oldest left."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.4))
     xs = list(range(len(runs)))
     for name, values in sorted(series.items()):

@@ -5,8 +5,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
-
 from harness.ports import LOOPBACK
 from harness.procs import ManagedProcess, ProcessRegistry
 
@@ -44,6 +42,8 @@ class S3Store:
         }
 
     def client(self):
+        import boto3  # here: boto3 takes 0.1 s, and only a session that starts the store needs it
+
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
                             aws_secret_access_key=SECRET_KEY, region_name=REGION)
 
