@@ -5,8 +5,8 @@ tests pay it once per inner session they run (a few hundred in CI).
 
 Printed, best of ``--runs`` fresh interpreters each: ``import harness.plugin``; a one-test pytest
 session in an empty folder with the plugin (it is installed, so pytest loads it from its entry
-point) and with ``-p no:seamcheck``; and the five modules whose own import (``-X importtime``,
-cumulative) costs most under the plugin.
+point) and with ``-p no:seamcheck``; and the five top-level packages besides harness's own whose
+import (``-X importtime``, cumulative) costs most under the plugin.
 """
 from __future__ import annotations
 

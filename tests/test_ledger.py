@@ -270,11 +270,11 @@ def test_a_cgroup_still_being_filled_is_removed() -> None:
     script = (f"end=$(($(date +%s%N) + 1500000000)); n=0; while [ $(date +%s%N) -lt $end ]; do "
               f"n=$((n+1)); mkdir -p {pods}/c$n && sh -c 'echo $$ > {pods}/c'$n'/cgroup.procs; exec sleep 60' & "
               "sleep 0.01; done")
-    runtime = subprocess.Popen(["sh", "-c", script],
-        stdin=subprocess.DEVNULL)
+    runtime = subprocess.Popen(["sh", "-c", script], stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while not any(pods.glob("c*/cgroup.procs")) or not (pods / "c1" / "cgroup.procs").read_text().split():
+        first = pods / "c1" / "cgroup.procs"
+        while not first.exists() or not first.read_text().split():
             assert time.monotonic() < deadline, "the stand-in runtime never started a process in its cgroup"
             time.sleep(0.02)
         assert undo_cgroup({"path": str(root)}) == 1

@@ -22,7 +22,6 @@ COLOURS = {"canary": "#d95f02", "stable": "#1b9e77", "5xx": "#d7191c", "ok": "#7
 _JUDGE_STYLES = ("-", "--", ":", "-.")
 
 
-
 @cache
 def _pyplot() -> Any:
     """matplotlib's pyplot, imported on the first figure: it takes half a second, and a pytest
